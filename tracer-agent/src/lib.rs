@@ -121,11 +121,11 @@ pub fn open_staged_ring(dir: String, capacity: u32, pid: u32, thread: u32, node_
     Ok(staged.len() as u32 - 1)
 }
 
-/// Copies `count` staged records into the ring, all or nothing. Returns true when they were
-/// dropped (the ring was full); their hook events are then counted as dropped, and the caller
+/// Copies `count` staged records into the ring, all or nothing. Returns the number of hook
+/// events dropped because the ring was full (0 when the batch went in); after a drop the caller
 /// must forget which strings it sent, since their definitions may have been in the batch.
 #[napi(catch_unwind)]
-pub fn flush_staged(handle: u32, staged: Float64Array, count: u32) -> Result<bool> {
+pub fn flush_staged(handle: u32, staged: Float64Array, count: u32) -> Result<u32> {
     let mut rings = STAGED.lock().map_err(|_| err("staged rings poisoned"))?;
     let producer = rings.get_mut(handle as usize).ok_or_else(|| err("unknown ring handle"))?;
     let words: &[f64] = &staged;
@@ -155,7 +155,7 @@ pub fn flush_staged(handle: u32, staged: Float64Array, count: u32) -> Result<boo
         }
         batch.push(raw);
     }
-    Ok(producer.push_all(&batch, hook_events).is_err())
+    Ok(if producer.push_all(&batch, hook_events).is_err() { hook_events as u32 } else { 0 })
 }
 
 /// Marks a staged ring's writer state (the direct path does this from JavaScript).

@@ -1,0 +1,282 @@
+'use strict';
+// asynctrace agent: preloaded into every Node process and worker thread by `asynctrace record`
+// (NODE_OPTIONS=--require <this file>). It registers one async_hooks hook and writes fixed-size
+// records into this thread's shared-memory ring. Record layout: tracer-core/src/record.rs.
+//
+// Rules this file lives by: it never throws into the app (a throw inside a hook kills the
+// process), never blocks, never writes to stdout, creates no async resources of its own, and if
+// anything fails at start-up the app runs untraced after one line on stderr.
+(function asynctraceAgent() {
+  const SESSION = process.env.ASYNCTRACE_SESSION;
+  if (!SESSION) return;
+  const LOADED = Symbol.for('asynctrace.agent');
+  if (globalThis[LOADED]) return;
+  globalThis[LOADED] = true;
+
+  const fs = require('fs');
+  function warn(msg) {
+    try {
+      fs.writeSync(2, `asynctrace: ${msg}; the app runs untraced\n`);
+    } catch (_) {
+      // stderr closed: nothing left to tell.
+    }
+  }
+
+  try {
+    start();
+  } catch (e) {
+    warn(`agent failed to start (${e && e.message ? e.message : e})`);
+  }
+
+  function start() {
+    const asyncHooks = require('async_hooks');
+    let threadId = 0;
+    let isMainThread = true;
+    try {
+      const wt = require('worker_threads');
+      threadId = wt.threadId;
+      isMainThread = wt.isMainThread;
+    } catch (_) {
+      // Runtimes without worker_threads have one thread.
+    }
+
+    const addonPath = process.env.ASYNCTRACE_ADDON;
+    if (!addonPath) throw new Error('ASYNCTRACE_ADDON is not set');
+    const addon = { exports: {} };
+    process.dlopen(addon, addonPath);
+    const native = addon.exports;
+    const L = native.layout();
+
+    const capacity = Number(process.env.ASYNCTRACE_RING_RECORDS || 1 << 20);
+    if (!(capacity >= 16 && capacity <= 1 << 30 && (capacity & (capacity - 1)) === 0)) {
+      throw new Error(`ASYNCTRACE_RING_RECORDS must be a power of two from 16 to 2^30, got ${capacity}`);
+    }
+    const tickUs = Number(process.env.ASYNCTRACE_CLOCK_US || 50);
+
+    // Record kinds and word-0 packing: kind + 16 * a + 2^20 * b (see record.rs).
+    const INIT = 1;
+    const BEFORE = 2;
+    const AFTER = 3;
+    const DESTROY = 4;
+    const PROMISE_RESOLVE = 5;
+    const CLOCK = 6;
+    const STRING = 7;
+    const META = 8;
+    const EXIT = 9;
+    const B = 1048576;
+
+    // Type names get ids 1..65535 (they travel in the 16-bit field a); other strings start above.
+    let nextTypeId = 1;
+    let nextStringId = 65536;
+    const typeIds = new Map();
+
+    let clockWord = null;
+    if (process.env.ASYNCTRACE_FORCE_STAGED !== '1') {
+      try {
+        clockWord = new Float64Array(native.clockBuffer(tickUs));
+      } catch (_) {
+        clockWord = null; // External buffers refused (V8 sandbox): use the staged path.
+      }
+    }
+
+    // --- the writer: `room(n)` reserves n slots, `put` fills one, `publish` makes them visible.
+    let f64;
+    let u8;
+    let mask;
+    let wpos = 0;
+    let limit = 0;
+    let seen = 0;
+    let dropped = 0;
+    let lastClock = -1;
+    let room;
+    let publish;
+    let now;
+    let setState;
+    let countDrop;
+
+    if (clockWord !== null) {
+      const buf = native.openRing(SESSION, capacity, process.pid, threadId, process.version);
+      const hs = L.headerSize;
+      const i32 = new Int32Array(buf, 0, hs >> 2);
+      const h64 = new Float64Array(buf, 0, hs >> 3);
+      f64 = new Float64Array(buf, hs, capacity * 4);
+      u8 = new Uint8Array(buf, hs, capacity * 32);
+      mask = capacity - 1;
+      limit = capacity;
+      const W = L.write >> 2;
+      const R = L.read >> 2; // low half of the u64 read position (little-endian)
+      const DROPPED = L.dropped >> 3;
+      const STATE = L.state >> 2;
+      const EXIT_CODE = L.exitCode >> 2;
+      room = function room(n) {
+        if (wpos + n <= limit) return true;
+        const used = (wpos - (Atomics.load(i32, R) >>> 0)) >>> 0;
+        limit = wpos - used + capacity;
+        return wpos + n <= limit;
+      };
+      publish = function publish() {
+        Atomics.store(i32, W, wpos | 0);
+      };
+      now = function now() {
+        return clockWord[0];
+      };
+      setState = function setState(state, code) {
+        i32[EXIT_CODE] = code | 0;
+        h64[DROPPED] = dropped;
+        Atomics.store(i32, STATE, state);
+      };
+      countDrop = function countDrop() {
+        dropped++;
+        h64[DROPPED] = dropped;
+      };
+    } else {
+      // Staged fallback: records go to a V8-owned array and are copied into the ring by one
+      // native call per batch. A SIGKILL loses at most the batch in hand.
+      const BATCH = 1024;
+      const handle = native.openStagedRing(SESSION, capacity, process.pid, threadId, process.version);
+      f64 = new Float64Array(BATCH * 4);
+      u8 = new Uint8Array(f64.buffer);
+      mask = BATCH - 1;
+      const flush = function flush() {
+        if (wpos === 0) return;
+        const lost = native.flushStaged(handle, f64, wpos);
+        wpos = 0;
+        if (lost > 0) {
+          // The batch may have held string definitions: send every string again.
+          dropped += lost;
+          typeIds.clear();
+        }
+      };
+      room = function room(n) {
+        if (wpos + n > BATCH) flush();
+        return true;
+      };
+      publish = function publish() {};
+      const base = native.monotonicNow() - performance.now() * 1e6;
+      now = function now() {
+        return base + Math.floor(performance.now() * 1e6);
+      };
+      setState = function setState(state, code) {
+        flush();
+        native.setStagedState(handle, state === 2, code | 0);
+      };
+      countDrop = function countDrop() {};
+    }
+
+    function put(a, b, c, d) {
+      const i = (wpos & mask) << 2;
+      f64[i] = a;
+      f64[i + 1] = b;
+      f64[i + 2] = c;
+      f64[i + 3] = d;
+      wpos++;
+    }
+
+    function event(a, b, c, d) {
+      seen++;
+      const t = now();
+      if (t !== lastClock) {
+        if (!room(2)) return countDrop();
+        lastClock = t;
+        put(CLOCK, t, 0, 0);
+      } else if (!room(1)) {
+        return countDrop();
+      }
+      put(a, b, c, d);
+      publish();
+    }
+
+    // Writes a string definition; false when the ring has no room (the caller drops its event).
+    function defineString(id, text) {
+      const bytes = Buffer.from(String(text), 'utf8');
+      const n = (bytes.length + 31) >> 5;
+      if (!room(1 + n)) return false;
+      put(STRING + id * B, bytes.length, 0, 0);
+      for (let k = 0; k < n; k++) {
+        u8.set(bytes.subarray(k * 32, k * 32 + 32), (wpos & mask) * 32);
+        wpos++;
+      }
+      return true;
+    }
+
+    function typeId(type) {
+      let t = typeIds.get(type);
+      if (t === undefined) {
+        t = nextTypeId < 65536 ? nextTypeId++ : 65535;
+        if (!defineString(t, type)) return 0;
+        typeIds.set(type, t);
+      }
+      return t;
+    }
+
+    const executionAsyncId = asyncHooks.executionAsyncId;
+    const hook = asyncHooks.createHook({
+      init(id, type, trigger) {
+        try {
+          const t = typeId(type);
+          if (t === 0) {
+            seen++;
+            countDrop();
+            return;
+          }
+          event(INIT + t * 16, id, trigger, executionAsyncId());
+        } catch (_) {
+          // Never throw into the app.
+        }
+      },
+      before(id) {
+        try {
+          event(BEFORE, id, 0, 0);
+        } catch (_) {}
+      },
+      after(id) {
+        try {
+          event(AFTER, id, 0, 0);
+        } catch (_) {}
+      },
+      destroy(id) {
+        try {
+          event(DESTROY, id, 0, 0);
+        } catch (_) {}
+      },
+      promiseResolve(id) {
+        try {
+          event(PROMISE_RESOLVE, id, 0, 0);
+        } catch (_) {}
+      },
+    });
+
+    const meta = JSON.stringify({
+      pid: process.pid,
+      ppid: process.ppid,
+      thread: threadId,
+      isMainThread,
+      argv: process.argv,
+      execArgv: process.execArgv,
+      cwd: process.cwd(),
+      node: process.version,
+      ring: clockWord !== null ? 'direct' : 'staged',
+    });
+    const metaId = nextStringId++;
+    if (room(2) && defineString(metaId, meta)) put(META + metaId * B, 0, 0, 0);
+    publish();
+
+    let finished = false;
+    function finish(code) {
+      if (finished) return;
+      finished = true;
+      hook.disable();
+      if (room(1)) put(EXIT, code | 0, seen, dropped);
+      publish();
+      setState(2, code);
+    }
+    process.on('exit', (code) => {
+      try {
+        finish(typeof code === 'number' ? code : process.exitCode | 0);
+      } catch (_) {}
+    });
+
+    setState(1, 0);
+    hook.enable();
+  }
+})();
