@@ -10,6 +10,8 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+pub mod codec;
 pub mod record;
 pub mod ring;
 pub mod shm;
+pub mod trace;

@@ -1,0 +1,234 @@
+//! The compact encoding of an events block: the hot path of both the writer and the reader.
+//!
+//! Payload: varint stream id, varint event count, varint time unit `tick` (ns, > 0), then the
+//! events. Delta state starts at id 0 and time 0 in every block, so each block decodes alone.
+//!
+//! Each event starts with a tag byte:
+//!
+//! | bits | meaning |
+//! |---|---|
+//! | 0-2 | kind: 0 init, 1 before, 2 after, 3 destroy, 4 promiseResolve, 5 label |
+//! | 3-4 | time: 0 same as previous, 1 previous + tick, 2 varint n follows (+ n * tick), 3 zigzag varint ns delta follows |
+//! | 5-7 | id: 0..=6 zigzag delta from the previous id inline, 7 zigzag varint delta follows |
+//!
+//! then the kind's operands: init has the type name id (varint), trigger as zigzag delta from
+//! the id, exec as zigzag delta from the trigger, and the stack (varint, 0 = none, else id + 1);
+//! label has the text id (varint).
+//!
+//! Why this shape: ids of consecutive events are usually within ±3 and the agent's clock ticks
+//! every ~50 µs, so most events repeat or advance the time by one tick. A before, after,
+//! destroy or promiseResolve is then one byte, and an init about five.
+
+use super::model::{Event, EventKind, StreamId};
+use super::varint::{put_u64, unzigzag, zigzag, Cursor};
+
+const KIND_INIT: u8 = 0;
+const KIND_BEFORE: u8 = 1;
+const KIND_AFTER: u8 = 2;
+const KIND_DESTROY: u8 = 3;
+const KIND_RESOLVE: u8 = 4;
+const KIND_LABEL: u8 = 5;
+
+const TIME_SAME: u8 = 0;
+const TIME_TICK: u8 = 1;
+const TIME_TICKS: u8 = 2;
+const TIME_NS: u8 = 3;
+
+/// How many events the writer puts in a block at most. Why here: the reader uses it to
+/// bound what it reserves up front for a block whose count may be damaged.
+pub const MAX_EVENTS_PER_BLOCK: usize = 16 * 1024;
+
+/// Largest zigzag id delta stored inside the tag.
+const ID_INLINE_MAX: u64 = 6;
+const ID_VARINT: u8 = 7;
+
+/// Accumulates one stream's events for its next block.
+#[derive(Debug)]
+pub struct EventEncoder {
+    buf: Vec<u8>,
+    count: u32,
+    prev_id: u64,
+    prev_time: u64,
+    tick: u64,
+}
+
+impl EventEncoder {
+    pub fn new(tick: u64) -> Self {
+        EventEncoder {
+            buf: Vec::new(),
+            count: 0,
+            prev_id: 0,
+            prev_time: 0,
+            tick: tick.max(1),
+        }
+    }
+
+    pub fn count(&self) -> u32 {
+        self.count
+    }
+
+    /// Encoded bytes so far.
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    pub fn push(&mut self, ev: &Event) {
+        let (kind, operands) = match ev.kind {
+            EventKind::Init { .. } => (KIND_INIT, true),
+            EventKind::Before => (KIND_BEFORE, false),
+            EventKind::After => (KIND_AFTER, false),
+            EventKind::Destroy => (KIND_DESTROY, false),
+            EventKind::PromiseResolve => (KIND_RESOLVE, false),
+            EventKind::Label { .. } => (KIND_LABEL, true),
+        };
+        let dt = ev.time_ns.wrapping_sub(self.prev_time);
+        let time_code = if dt == 0 {
+            TIME_SAME
+        } else if ev.time_ns < self.prev_time {
+            // Why allowed: a clock that steps back must not lose the event; the delta is signed.
+            TIME_NS
+        } else if dt == self.tick {
+            TIME_TICK
+        } else if dt % self.tick == 0 {
+            TIME_TICKS
+        } else {
+            TIME_NS
+        };
+        let id_delta = zigzag(ev.id.wrapping_sub(self.prev_id) as i64);
+        let id_code = if id_delta <= ID_INLINE_MAX {
+            id_delta as u8
+        } else {
+            ID_VARINT
+        };
+        self.buf.push(kind | (time_code << 3) | (id_code << 5));
+        match time_code {
+            TIME_TICKS => put_u64(&mut self.buf, dt / self.tick),
+            TIME_NS => put_u64(&mut self.buf, zigzag(dt as i64)),
+            _ => {}
+        }
+        if id_code == ID_VARINT {
+            put_u64(&mut self.buf, id_delta);
+        }
+        if operands {
+            match ev.kind {
+                EventKind::Init {
+                    type_name,
+                    trigger,
+                    exec,
+                    stack,
+                } => {
+                    put_u64(&mut self.buf, u64::from(type_name));
+                    put_u64(&mut self.buf, zigzag(trigger.wrapping_sub(ev.id) as i64));
+                    put_u64(&mut self.buf, zigzag(exec.wrapping_sub(trigger) as i64));
+                    put_u64(&mut self.buf, stack.map_or(0, |s| u64::from(s) + 1));
+                }
+                EventKind::Label { text } => put_u64(&mut self.buf, u64::from(text)),
+                _ => {}
+            }
+        }
+        self.prev_id = ev.id;
+        self.prev_time = ev.time_ns;
+        self.count += 1;
+    }
+
+    /// The block header for the events pushed so far; the body is [`Self::body`].
+    pub fn header(&self, stream: StreamId) -> Vec<u8> {
+        let mut h = Vec::with_capacity(16);
+        put_u64(&mut h, u64::from(stream));
+        put_u64(&mut h, u64::from(self.count));
+        put_u64(&mut h, self.tick);
+        h
+    }
+
+    pub fn body(&self) -> &[u8] {
+        &self.buf
+    }
+
+    /// Starts the next block (delta state resets so blocks decode independently).
+    pub fn reset(&mut self) {
+        self.buf.clear();
+        self.count = 0;
+        self.prev_id = 0;
+        self.prev_time = 0;
+    }
+
+    /// Drops the buffer of a stream that has ended.
+    pub fn release(&mut self) {
+        self.reset();
+        self.buf = Vec::new();
+    }
+}
+
+/// Decodes an events payload into `out` (cleared first) and returns its stream id.
+/// Allocates only when `out` must grow.
+pub fn decode(payload: &[u8], out: &mut Vec<Event>) -> Result<StreamId, &'static str> {
+    out.clear();
+    let mut cur = Cursor::new(payload);
+    let stream = cur.u32().ok_or("bad events header (stream)")?;
+    let count = cur.u64().ok_or("bad events header (count)")?;
+    let tick = cur
+        .u64()
+        .filter(|&t| t > 0)
+        .ok_or("bad events header (time unit)")?;
+    // Why: every event takes at least one byte, so a larger count is damage; checking first
+    // keeps a corrupt count from reserving a huge vector.
+    if count > cur.remaining() as u64 {
+        return Err("event count larger than the block");
+    }
+    out.reserve((count as usize).min(MAX_EVENTS_PER_BLOCK));
+    let (mut id, mut time) = (0u64, 0u64);
+    for _ in 0..count {
+        let tag = cur.u8().ok_or("events block ends inside an event")?;
+        match (tag >> 3) & 3 {
+            TIME_SAME => {}
+            TIME_TICK => time = time.wrapping_add(tick),
+            TIME_TICKS => {
+                let n = cur.u64().ok_or("bad time delta")?;
+                time = time.wrapping_add(n.wrapping_mul(tick));
+            }
+            _ => time = time.wrapping_add(cur.i64().ok_or("bad time delta")? as u64),
+        }
+        let id_code = tag >> 5;
+        let delta = if id_code == ID_VARINT {
+            cur.u64().ok_or("bad id delta")?
+        } else {
+            u64::from(id_code)
+        };
+        id = id.wrapping_add(unzigzag(delta) as u64);
+        let kind = match tag & 7 {
+            KIND_INIT => {
+                let type_name = cur.u32().ok_or("bad init type name")?;
+                let trigger = id.wrapping_add(cur.i64().ok_or("bad init trigger")? as u64);
+                let exec = trigger.wrapping_add(cur.i64().ok_or("bad init exec")? as u64);
+                let stack = match cur.u64().ok_or("bad init stack")? {
+                    0 => None,
+                    s => Some(u32::try_from(s - 1).map_err(|_| "bad init stack")?),
+                };
+                EventKind::Init {
+                    type_name,
+                    trigger,
+                    exec,
+                    stack,
+                }
+            }
+            KIND_BEFORE => EventKind::Before,
+            KIND_AFTER => EventKind::After,
+            KIND_DESTROY => EventKind::Destroy,
+            KIND_RESOLVE => EventKind::PromiseResolve,
+            KIND_LABEL => EventKind::Label {
+                text: cur.u32().ok_or("bad label text")?,
+            },
+            _ => return Err("unknown event kind"),
+        };
+        out.push(Event {
+            stream,
+            time_ns: time,
+            id,
+            kind,
+        });
+    }
+    if cur.remaining() != 0 {
+        return Err("unexpected bytes after the last event");
+    }
+    Ok(stream)
+}
