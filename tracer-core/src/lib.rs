@@ -15,3 +15,6 @@ pub mod record;
 pub mod ring;
 pub mod shm;
 pub mod trace;
+pub mod ingest;
+pub mod recorder;
+pub mod summary;

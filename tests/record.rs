@@ -1,0 +1,231 @@
+//! `asynctrace record` on real node processes: counts, exit codes, kills, drops.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use support::*;
+
+/// Records `fixture` and checks that per-type inits and the before/after totals equal what the
+/// reference hook counts in a separate run. Destroy differs only where GC decides (PROMISE).
+fn assert_counts_match(fixture_name: &str) {
+    let scratch = Scratch::new(fixture_name.trim_end_matches(".js"));
+    let trace = scratch.path("trace.bin");
+    let out = record(&trace, &[], fixture_name, &[]);
+    assert!(out.status.success(), "record {fixture_name} failed: {}", stderr(&out));
+    let info = info(&trace);
+    let expected = count_hook(fixture_name, &[]);
+    let got_types = counts(&info["types"]);
+    assert_eq!(got_types, expected.types, "{fixture_name}: init count per type (left: asynctrace, right: reference hook)");
+    for hook in ["init", "before", "after"] {
+        assert_eq!(info["events"][hook].as_u64(), expected.events.get(hook).copied(), "{fixture_name}: {hook} events");
+    }
+    let threads: usize = info["processes"].as_array().unwrap().iter().map(|p| p["threads"].as_array().unwrap().len()).sum();
+    assert_eq!(threads, expected.threads, "{fixture_name}: number of traced threads");
+    assert_eq!(info["dropped"], 0, "{fixture_name}: no drops at the default ring size");
+    assert_eq!(info["truncated"], false);
+}
+
+#[test]
+fn timers_counts_equal_the_reference_hook() {
+    assert_counts_match("timers.js");
+}
+
+#[test]
+fn promises_counts_equal_the_reference_hook() {
+    assert_counts_match("promises.js");
+}
+
+#[test]
+fn sockets_counts_equal_the_reference_hook() {
+    assert_counts_match("sockets.js");
+}
+
+#[test]
+fn http_counts_equal_the_reference_hook() {
+    assert_counts_match("http.js");
+}
+
+#[test]
+fn fs_counts_equal_the_reference_hook() {
+    assert_counts_match("fs.js");
+}
+
+#[test]
+fn worker_thread_is_traced_with_its_own_stream() {
+    assert_counts_match("worker.js");
+    let scratch = Scratch::new("worker-threads");
+    let trace = scratch.path("t.bin");
+    assert!(record(&trace, &[], "worker.js", &[]).status.success());
+    let info = info(&trace);
+    let threads = info["processes"][0]["threads"].as_array().unwrap();
+    assert_eq!(threads.len(), 2, "main thread and one worker: {threads:?}");
+    assert!(threads.iter().all(|t| t["events"].as_u64().unwrap() > 0));
+}
+
+#[test]
+fn child_process_is_traced_as_a_second_process() {
+    assert_counts_match("child.js");
+    let scratch = Scratch::new("child-procs");
+    let trace = scratch.path("t.bin");
+    assert!(record(&trace, &[], "child.js", &[]).status.success());
+    let info = info(&trace);
+    let procs = info["processes"].as_array().unwrap();
+    assert_eq!(procs.len(), 2, "parent and forked child: {procs:?}");
+    for p in procs {
+        assert_eq!(p["exit"], serde_json::json!({"code": 0}));
+        assert!(p["node"].as_str().unwrap().starts_with('v'));
+        assert!(!p["argv"].as_array().unwrap().is_empty());
+    }
+}
+
+#[test]
+fn app_exit_code_passes_through() {
+    let scratch = Scratch::new("exit-code");
+    for code in [0, 3] {
+        let trace = scratch.path(&format!("t{code}.bin"));
+        let out = record(&trace, &[], "exit-code.js", &[&code.to_string()]);
+        assert_eq!(out.status.code(), Some(code), "{}", stderr(&out));
+        let info = info(&trace);
+        assert_eq!(info["processes"][0]["exit"], serde_json::json!({ "code": code }));
+    }
+}
+
+#[test]
+fn process_exit_inside_a_callback_leaves_a_complete_trace() {
+    let scratch = Scratch::new("exit-in-cb");
+    let trace = scratch.path("t.bin");
+    let out = record(&trace, &[], "exit-in-callback.js", &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let info = info(&trace);
+    assert_eq!(info["truncated"], false);
+    assert_eq!(info["processes"][0]["exit"], serde_json::json!({"code": 0}));
+    assert!(info["types"]["Timeout"].as_u64().unwrap() >= 1);
+}
+
+#[test]
+fn sigkilled_app_gives_137_and_a_readable_trace() {
+    let scratch = Scratch::new("sigkill");
+    let trace = scratch.path("t.bin");
+    let mut child = Command::new(asynctrace())
+        .arg("record")
+        .arg("-o")
+        .arg(&trace)
+        .arg("--")
+        .arg(node())
+        .arg(fixture("spin.js"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the app has done real work, then kill the app (not asynctrace).
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    assert_eq!(line, "ready\n");
+    let app = find_child_pid(child.id()).expect("the app's pid");
+    Command::new("kill").arg("-KILL").arg(app.to_string()).status().unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(137), "{}", String::from_utf8_lossy(&out.stderr));
+    let info = info(&trace);
+    assert_eq!(info["truncated"], false);
+    assert_eq!(info["processes"][0]["exit"], serde_json::json!({"signal": "SIGKILL"}));
+    // spin.js printed "ready" after 250 iterations of 1 Immediate + 3 promises.
+    assert!(info["types"]["Immediate"].as_u64().unwrap() >= 250, "{info}");
+    assert!(info["types"]["PROMISE"].as_u64().unwrap() >= 750, "{info}");
+    assert!(info["events"]["before"].as_u64().unwrap() >= 500, "{info}");
+}
+
+/// The first child of `parent` (the app that `record` spawned).
+fn find_child_pid(parent: u32) -> Option<u32> {
+    let children = std::fs::read_to_string(format!("/proc/{parent}/task/{parent}/children")).ok()?;
+    children.split_whitespace().next()?.parse().ok()
+}
+
+#[test]
+fn sigterm_to_record_reaches_the_app_and_the_trace_is_finished() {
+    let scratch = Scratch::new("sigterm");
+    let trace = scratch.path("t.bin");
+    let mut child = Command::new(asynctrace())
+        .arg("record")
+        .arg("-o")
+        .arg(&trace)
+        .arg("--")
+        .arg(node())
+        .arg(fixture("spin.js"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(128 + 15), "{}", String::from_utf8_lossy(&out.stderr));
+    let info = info(&trace);
+    assert_eq!(info["truncated"], false);
+    assert_eq!(info["processes"][0]["exit"], serde_json::json!({"signal": "SIGTERM"}));
+}
+
+#[test]
+fn drops_are_exact_with_a_tiny_ring() {
+    let scratch = Scratch::new("drops");
+    let trace = scratch.path("t.bin");
+    let n = "30000";
+    let out = record(&trace, &["--ring-records", "64"], "many-events.js", &[n]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let info = info(&trace);
+    let dropped = info["dropped"].as_u64().unwrap();
+    assert!(dropped > 0, "a 64-record ring must overflow on 30k events: {info}");
+    let thread = &info["processes"][0]["threads"][0];
+    assert_eq!(thread["dropped"].as_u64().unwrap(), dropped, "drops are shown per thread");
+    // Every hook event is either in the trace or counted as dropped. Destroy of PROMISE depends
+    // on GC, so compare the events that do not: the agent's own count of what it saw.
+    let recorded: u64 = ["init", "before", "after", "destroy", "promiseResolve"]
+        .iter()
+        .map(|k| info["events"][k].as_u64().unwrap())
+        .sum();
+    assert_eq!(recorded + dropped, thread["seen"].as_u64().unwrap(), "recorded + dropped = seen: {info}");
+    let reference = count_hook("many-events.js", &[n]);
+    let no_gc: u64 = ["init", "before", "after", "promiseResolve"].iter().map(|k| reference.events[*k]).sum();
+    let seen = thread["seen"].as_u64().unwrap();
+    let seen_destroy = seen - no_gc;
+    assert!(
+        seen >= no_gc && seen_destroy <= reference.events["destroy"] + 200_000,
+        "agent saw {seen} events; the reference hook saw {no_gc} non-destroy events"
+    );
+    assert!(stderr(&out).contains("dropped"), "record's summary mentions drops: {}", stderr(&out));
+}
+
+#[test]
+fn staged_fallback_records_the_same_counts() {
+    let scratch = Scratch::new("staged");
+    let trace = scratch.path("t.bin");
+    let out = record(&trace, &["--staged"], "timers.js", &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let info = info(&trace);
+    let expected = count_hook("timers.js", &[]);
+    assert_eq!(counts(&info["types"]), expected.types);
+    assert_eq!(info["events"]["before"].as_u64(), expected.events.get("before").copied());
+}
+
+#[test]
+fn the_app_runs_untraced_when_the_agent_cannot_start() {
+    let scratch = Scratch::new("no-addon");
+    let trace = scratch.path("t.bin");
+    let out = Command::new(asynctrace())
+        .arg("record")
+        .arg("-o")
+        .arg(&trace)
+        .arg("--")
+        .arg(node())
+        .arg(fixture("exit-code.js"))
+        .arg("5")
+        .env("ASYNCTRACE_ADDON", fixture("timers.js")) // a file, but not an addon
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(5), "the app still ran and kept its exit code");
+    let err = stderr(&out);
+    assert_eq!(err.matches("the app runs untraced").count(), 1, "exactly one warning: {err}");
+    assert!(out.stdout.is_empty(), "nothing on the app's stdout");
+}

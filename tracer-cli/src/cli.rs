@@ -1,0 +1,72 @@
+//! Command-line arguments.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Record and explain what a Node.js app does asynchronously.
+#[derive(Debug, Parser)]
+#[command(name = "asynctrace", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a command with the agent injected into every Node process and worker thread, and
+    /// write a trace file.
+    Record(RecordArgs),
+    /// Summarise a trace: events, resource types, processes, threads, drops.
+    Info(InfoArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RecordArgs {
+    /// Where to write the trace.
+    #[arg(short, long, default_value = "trace.bin")]
+    pub output: PathBuf,
+    /// Ring capacity per thread, in 32-byte records (a power of two). A full ring drops and
+    /// counts records rather than slow the app down.
+    #[arg(long, default_value_t = 1 << 20, value_parser = parse_ring_records)]
+    pub ring_records: u32,
+    /// Clock resolution of the agent in microseconds (a native thread refreshes a clock word).
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(5..=100_000))]
+    pub clock_us: u32,
+    /// Copy records through a staging array instead of writing to shared memory directly
+    /// (what runtimes without external ArrayBuffers do anyway).
+    #[arg(long)]
+    pub staged: bool,
+    /// Print no summary when the app ends.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// The command to run, after `--`: `node app.js`, `npm start`, a script that starts node.
+    #[arg(required = true, num_args = 1.., trailing_var_arg = true, allow_hyphen_values = true, value_name = "COMMAND")]
+    pub command: Vec<OsString>,
+}
+
+fn parse_ring_records(s: &str) -> Result<u32, String> {
+    let n: u32 = s.parse().map_err(|_| format!("`{s}` is not a number"))?;
+    if n < 16 || n > 1 << 30 || !n.is_power_of_two() {
+        return Err(format!("{n} is not a power of two between 16 and 2^30 (1073741824)"));
+    }
+    Ok(n)
+}
+
+/// Output format of reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum Format {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct InfoArgs {
+    /// The trace file.
+    pub trace: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}

@@ -1,0 +1,26 @@
+//! One module per subcommand.
+
+mod info;
+mod record;
+
+use std::fs::File;
+use std::io::BufReader;
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use tracer_core::trace::{self, TraceReader};
+
+use crate::cli::{Cli, Command};
+
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Record(args) => record::run(args),
+        Command::Info(args) => info::run(args),
+    }
+}
+
+/// Opens a trace for a report, with the file name in any error.
+pub fn open_trace(path: &Path) -> anyhow::Result<TraceReader<BufReader<File>>> {
+    trace::open(path).with_context(|| format!("cannot read {}", path.display()))
+}

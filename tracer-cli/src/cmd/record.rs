@@ -1,0 +1,183 @@
+//! `asynctrace record -- <command>`: run the command with the agent, write the trace.
+
+use std::fs::File;
+use std::io::BufWriter;
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Command, ExitCode, ExitStatus};
+
+use anyhow::{bail, Context};
+use tracer_core::recorder::{MainExit, RecordSummary, Recorder};
+use tracer_core::trace::{Ending, TraceMeta, TraceWriter};
+
+use crate::cli::RecordArgs;
+use crate::session::{self, Session};
+
+pub fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
+    let addon = session::locate_addon()?;
+    let program = args.command[0].clone();
+    let session = Session::create()?;
+
+    let start_ns = monotonic_ns();
+    let meta = TraceMeta {
+        command: args.command.iter().map(|a| a.to_string_lossy().into_owned()).collect(),
+        cwd: std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_default(),
+        start_unix_ms: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0),
+        start_ns,
+        writer_version: env!("CARGO_PKG_VERSION").to_string(),
+        clock_tick_ns: args.clock_us as u64 * 1000,
+    };
+    let file = File::create(&args.output).with_context(|| format!("cannot create trace file {}", args.output.display()))?;
+    let writer = TraceWriter::new(BufWriter::with_capacity(1 << 20, file), &meta)
+        .with_context(|| format!("cannot write trace file {}", args.output.display()))?;
+
+    let mut cmd = Command::new(&program);
+    cmd.args(&args.command[1..])
+        .env("NODE_OPTIONS", session::node_options(std::env::var_os("NODE_OPTIONS").as_deref(), &session.agent_js()))
+        .env("ASYNCTRACE_SESSION", session.dir())
+        .env("ASYNCTRACE_ADDON", &addon)
+        .env("ASYNCTRACE_RING_RECORDS", args.ring_records.to_string())
+        .env("ASYNCTRACE_CLOCK_US", args.clock_us.to_string());
+    if args.staged {
+        cmd.env("ASYNCTRACE_FORCE_STAGED", "1");
+    }
+
+    // Start reading before the app starts writing, so no ring waits.
+    let recorder = Recorder::start(session.dir(), writer, start_ns);
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = recorder.finish(0, MainExit::Code(127));
+            let _ = std::fs::remove_file(&args.output);
+            let name = program.to_string_lossy();
+            if e.kind() == std::io::ErrorKind::NotFound {
+                bail!("command not found: `{name}`; check the command after `--` (is it on PATH?)");
+            }
+            bail!("cannot start `{name}`: {e}");
+        }
+    };
+    let pid = child.id();
+    let forwarder = signals::forward_to(pid)?;
+    let status = child.wait().context("waiting for the app")?;
+    forwarder.close();
+
+    let main = main_exit(status);
+    let summary = recorder.finish(pid, main).context("finishing the trace")?;
+    drop(session);
+    if !args.quiet {
+        print_summary(&summary, main, &args.output);
+    }
+    Ok(ExitCode::from(exit_code(main)))
+}
+
+fn monotonic_ns() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+}
+
+fn main_exit(status: ExitStatus) -> MainExit {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => MainExit::Code(code),
+        (None, Some(sig)) => MainExit::Signal(sig),
+        (None, None) => MainExit::Code(1),
+    }
+}
+
+/// The app's exit code, or 128 + N when signal N killed it (as shells report it).
+fn exit_code(main: MainExit) -> u8 {
+    match main {
+        MainExit::Code(c) => (c & 0xff) as u8,
+        MainExit::Signal(s) => (128 + s).clamp(0, 255) as u8,
+    }
+}
+
+fn print_summary(s: &RecordSummary, main: MainExit, output: &std::path::Path) {
+    let how = match main {
+        MainExit::Code(c) => format!("exited with code {c}"),
+        MainExit::Signal(sig) => format!("was killed by signal {sig}"),
+    };
+    let pids: std::collections::BTreeSet<u32> = s.streams.iter().map(|t| t.pid).collect();
+    let events = s.events();
+    let bytes = std::fs::metadata(output).map(|m| m.len()).unwrap_or(0);
+    eprintln!("asynctrace: the app {how}");
+    eprintln!(
+        "asynctrace: recorded {events} events from {} process{} and {} thread{}; dropped {}",
+        pids.len(),
+        if pids.len() == 1 { "" } else { "es" },
+        s.streams.len(),
+        if s.streams.len() == 1 { "" } else { "s" },
+        s.dropped()
+    );
+    for t in s.streams.iter().filter(|t| t.dropped > 0) {
+        eprintln!(
+            "asynctrace:   pid {} thread {} dropped {} events (ring full; raise --ring-records)",
+            t.pid, t.thread, t.dropped
+        );
+    }
+    for t in s.streams.iter().filter(|t| t.malformed > 0) {
+        eprintln!("asynctrace:   pid {} thread {}: {} malformed records skipped", t.pid, t.thread, t.malformed);
+    }
+    for t in s.streams.iter().filter(|t| matches!(t.ending, Ending::Vanished)) {
+        eprintln!("asynctrace:   pid {} thread {} ended without running its exit handler", t.pid, t.thread);
+    }
+    for (path, why) in &s.unreadable {
+        eprintln!("asynctrace:   could not read ring {}: {why}", path.display());
+    }
+    let per_event = if events > 0 { format!(", {:.1} bytes/event", bytes as f64 / events as f64) } else { String::new() };
+    eprintln!("asynctrace: wrote {} ({}{per_event})", output.display(), human_bytes(bytes));
+}
+
+fn human_bytes(b: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut v = b as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{b} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+mod signals {
+    //! Ctrl-C and SIGTERM go to the app, not to us: the trace must still be finished.
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
+    use signal_hook::iterator::{Handle, Signals};
+
+    pub struct Forwarder(Handle);
+
+    impl Forwarder {
+        pub fn close(self) {
+            self.0.close();
+        }
+    }
+
+    pub fn forward_to(pid: u32) -> anyhow::Result<Forwarder> {
+        let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP, SIGQUIT])?;
+        let handle = signals.handle();
+        std::thread::Builder::new().name("asynctrace-signals".into()).spawn(move || {
+            for sig in signals.forever() {
+                // A terminal's Ctrl-C already reached the app (same foreground process group);
+                // sending it again would make a graceful app see two.
+                if (sig == SIGINT || sig == SIGQUIT) && in_terminal_foreground() {
+                    continue;
+                }
+                if let (Some(p), Some(s)) =
+                    (rustix::process::Pid::from_raw(pid as i32), rustix::process::Signal::from_named_raw(sig))
+                {
+                    let _ = rustix::process::kill_process(p, s);
+                }
+            }
+        })?;
+        Ok(Forwarder(handle))
+    }
+
+    fn in_terminal_foreground() -> bool {
+        match rustix::termios::tcgetpgrp(std::io::stdin()) {
+            Ok(fg) => fg == rustix::process::getpgrp(),
+            Err(_) => false,
+        }
+    }
+}

@@ -1,0 +1,189 @@
+//! Turns the raw records of one ring into trace events: validates them, reassembles strings,
+//! maps the agent's string ids to the trace's, and applies the clock.
+//!
+//! One [`StreamDecoder`] per ring. Records arrive in whatever batches the drain produced, so a
+//! string's payload may straddle two calls; the decoder keeps that state.
+
+use std::collections::HashMap;
+use std::io::{self, Write};
+
+use crate::record::{decode, Record, RawRecord, RECORD_SIZE};
+use crate::trace::{Event, EventKind, StreamId, StringId, TraceWriter};
+
+/// The writer's own account of itself, from its `Exit` record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExitRecord {
+    pub code: i64,
+    /// Hook events the agent saw, recorded or dropped.
+    pub seen: u64,
+    pub dropped: u64,
+}
+
+/// Per-kind counts of hook events recorded in one stream.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HookCounts {
+    pub init: u64,
+    pub before: u64,
+    pub after: u64,
+    pub destroy: u64,
+    pub promise_resolve: u64,
+}
+
+impl HookCounts {
+    /// All five added up.
+    pub fn total(&self) -> u64 {
+        self.init + self.before + self.after + self.destroy + self.promise_resolve
+    }
+}
+
+struct PendingString {
+    local_id: u64,
+    len: usize,
+    bytes: Vec<u8>,
+}
+
+/// Decoder state of one ring.
+pub struct StreamDecoder {
+    stream: StreamId,
+    start_ns: u64,
+    time_ns: u64,
+    strings: HashMap<u64, StringId>,
+    pending: Option<PendingString>,
+    counts: HookCounts,
+    malformed: u64,
+    first_error: Option<String>,
+    exit: Option<ExitRecord>,
+    unknown: Option<StringId>,
+    /// The agent writes a `Meta` record right after the string it names; keep that text.
+    last_string: Option<(u64, String)>,
+}
+
+impl StreamDecoder {
+    /// A decoder writing into `stream`, with times relative to `start_ns` (the trace's start).
+    pub fn new(stream: StreamId, start_ns: u64) -> Self {
+        Self {
+            stream,
+            start_ns,
+            time_ns: 0,
+            strings: HashMap::new(),
+            pending: None,
+            counts: HookCounts::default(),
+            malformed: 0,
+            first_error: None,
+            exit: None,
+            unknown: None,
+            last_string: None,
+        }
+    }
+
+    /// Hook events written so far.
+    pub fn counts(&self) -> HookCounts {
+        self.counts
+    }
+
+    /// Records skipped as malformed, and the first reason.
+    pub fn malformed(&self) -> (u64, Option<&str>) {
+        (self.malformed, self.first_error.as_deref())
+    }
+
+    /// The writer's exit record, once seen.
+    pub fn exit(&self) -> Option<ExitRecord> {
+        self.exit
+    }
+
+    fn bad(&mut self, why: String) {
+        self.malformed += 1;
+        if self.first_error.is_none() {
+            self.first_error = Some(why);
+        }
+    }
+
+    fn string<W: Write>(&mut self, local: u64, out: &mut TraceWriter<W>) -> StringId {
+        if let Some(&id) = self.strings.get(&local) {
+            return id;
+        }
+        // An id the agent never defined (its definition was dropped, or the ring is foreign).
+        *self.unknown.get_or_insert_with(|| out.intern("<unknown>"))
+    }
+
+    /// Decodes `records` and writes the resulting events (and strings, metadata) to `out`.
+    pub fn feed<W: Write>(&mut self, records: &[RawRecord], out: &mut TraceWriter<W>) -> io::Result<()> {
+        for raw in records {
+            if let Some(p) = &mut self.pending {
+                let take = (p.len - p.bytes.len()).min(RECORD_SIZE);
+                p.bytes.extend_from_slice(&raw[..take]);
+                if p.bytes.len() == p.len {
+                    let p = self.pending.take().expect("pending string");
+                    match String::from_utf8(p.bytes) {
+                        Ok(text) => {
+                            let id = out.intern(&text);
+                            self.strings.insert(p.local_id, id);
+                            self.last_string = Some((p.local_id, text));
+                        }
+                        Err(_) => self.bad("string is not UTF-8".into()),
+                    }
+                }
+                continue;
+            }
+            let rec = match decode(raw) {
+                Ok(r) => r,
+                Err(e) => {
+                    self.bad(e.to_string());
+                    continue;
+                }
+            };
+            let (id, kind) = match rec {
+                Record::Init { id, trigger, exec, type_id, stack_id } => {
+                    self.counts.init += 1;
+                    let type_name = self.string(type_id as u64, out);
+                    let stack = if stack_id == 0 { None } else { Some(self.string(stack_id, out)) };
+                    (id, EventKind::Init { type_name, trigger, exec, stack })
+                }
+                Record::Before { id } => {
+                    self.counts.before += 1;
+                    (id, EventKind::Before)
+                }
+                Record::After { id } => {
+                    self.counts.after += 1;
+                    (id, EventKind::After)
+                }
+                Record::Destroy { id } => {
+                    self.counts.destroy += 1;
+                    (id, EventKind::Destroy)
+                }
+                Record::PromiseResolve { id } => {
+                    self.counts.promise_resolve += 1;
+                    (id, EventKind::PromiseResolve)
+                }
+                Record::Label { id, string_id } => (id, EventKind::Label { text: self.string(string_id, out) }),
+                Record::Clock { ns } => {
+                    // Times never run backwards within a stream, whatever the ring says.
+                    self.time_ns = self.time_ns.max(ns.saturating_sub(self.start_ns));
+                    continue;
+                }
+                Record::String { id, len } => {
+                    if len == 0 {
+                        let sid = out.intern("");
+                        self.strings.insert(id, sid);
+                    } else {
+                        self.pending = Some(PendingString { local_id: id, len: len as usize, bytes: Vec::with_capacity(len as usize) });
+                    }
+                    continue;
+                }
+                Record::Meta { string_id } => {
+                    match self.last_string.take() {
+                        Some((local, json)) if local == string_id => out.stream_meta(self.stream, &json)?,
+                        _ => self.bad("metadata does not follow its string".into()),
+                    }
+                    continue;
+                }
+                Record::Exit { code, seen, dropped } => {
+                    self.exit = Some(ExitRecord { code, seen, dropped });
+                    continue;
+                }
+            };
+            out.event(&Event { stream: self.stream, time_ns: self.time_ns, id, kind })?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,284 @@
+//! The reading half of `asynctrace record`: finds the rings that agents create in the session
+//! directory, drains each on its own thread, and feeds one writer thread that produces the
+//! trace file.
+//!
+//! ```text
+//!  discovery (every 10 ms) ──spawns──> drain thread per ring ──crossbeam──> writer thread ──> trace
+//! ```
+//!
+//! A drain thread ends when its writer has exited (state word), when the writer's process is
+//! gone (SIGKILL, crash: what was published is still in the mapping and is drained), or, once
+//! recording stops, when its writer stays silent past a grace period.
+
+use std::collections::HashSet;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+
+use crate::ingest::{HookCounts, StreamDecoder};
+use crate::record::RawRecord;
+use crate::ring::{header::WriterState, Consumer, WriterInfo};
+use crate::shm::{self, SharedRing, RING_SUFFIX};
+use crate::trace::{Ending, StreamEnd, TraceWriter};
+
+/// Records taken from a ring per message.
+const BATCH: usize = 64 * 1024;
+/// How long drains wait for silent writers after recording stops.
+const GRACE: Duration = Duration::from_millis(300);
+
+/// What became of one writer thread, for the summary.
+#[derive(Debug, Clone)]
+pub struct StreamSummary {
+    pub pid: u32,
+    pub thread: u32,
+    pub node_version: String,
+    pub counts: HookCounts,
+    pub dropped: u64,
+    pub malformed: u64,
+    pub ending: Ending,
+}
+
+/// What the recording produced.
+#[derive(Debug, Clone, Default)]
+pub struct RecordSummary {
+    pub streams: Vec<StreamSummary>,
+    /// Rings that could not be read, with the reason.
+    pub unreadable: Vec<(PathBuf, String)>,
+}
+
+impl RecordSummary {
+    pub fn events(&self) -> u64 {
+        self.streams.iter().map(|s| s.counts.total()).sum()
+    }
+    pub fn dropped(&self) -> u64 {
+        self.streams.iter().map(|s| s.dropped).sum()
+    }
+}
+
+enum Msg {
+    Start { ring: usize, info: WriterInfo },
+    Records { ring: usize, records: Vec<RawRecord> },
+    End { ring: usize, dropped: u64, ending: Ending, error: Option<String> },
+}
+
+/// How the process that `record` started ended, once known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MainExit {
+    Code(i32),
+    Signal(i32),
+}
+
+struct Shared {
+    stop: AtomicBool,
+    main: Mutex<Option<(u32, MainExit)>>,
+}
+
+/// A running recording.
+pub struct Recorder {
+    shared: Arc<Shared>,
+    discovery: JoinHandle<Vec<(PathBuf, String)>>,
+    writer: JoinHandle<io::Result<Vec<StreamSummary>>>,
+}
+
+impl Recorder {
+    /// Starts watching `dir` and writing to `out`. `start_ns` is the trace's time origin.
+    pub fn start<W: Write + Send + 'static>(dir: &Path, out: TraceWriter<W>, start_ns: u64) -> Self {
+        let shared = Arc::new(Shared { stop: AtomicBool::new(false), main: Mutex::new(None) });
+        let (tx, rx) = crossbeam_channel::bounded::<Msg>(256);
+        let writer = std::thread::Builder::new()
+            .name("asynctrace-writer".into())
+            .spawn(move || write_loop(rx, out, start_ns))
+            .expect("spawn writer thread");
+        let dir = dir.to_owned();
+        let s = shared.clone();
+        let discovery = std::thread::Builder::new()
+            .name("asynctrace-discovery".into())
+            .spawn(move || discover_loop(&dir, tx, s))
+            .expect("spawn discovery thread");
+        Self { shared, discovery, writer }
+    }
+
+    /// Stops recording after the started process ended (`pid`, how it ended), drains what is
+    /// left and finishes the trace.
+    pub fn finish(self, main_pid: u32, main: MainExit) -> io::Result<RecordSummary> {
+        *self.shared.main.lock().expect("main status lock") = Some((main_pid, main));
+        self.shared.stop.store(true, Ordering::Release);
+        let unreadable = self.discovery.join().unwrap_or_default();
+        let streams = self.writer.join().map_err(|_| io::Error::other("trace writer thread panicked"))??;
+        Ok(RecordSummary { streams, unreadable })
+    }
+}
+
+fn discover_loop(dir: &Path, tx: Sender<Msg>, shared: Arc<Shared>) -> Vec<(PathBuf, String)> {
+    let mut seen = HashSet::new();
+    let mut drains = Vec::new();
+    let mut unreadable = Vec::new();
+    loop {
+        // Read the flag before scanning, so a ring created before the stop is always found.
+        let stopping = shared.stop.load(Ordering::Acquire);
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            for entry in entries.flatten() {
+                let path = entry.path();
+                let is_ring = path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.ends_with(RING_SUFFIX) && !n.starts_with('.'));
+                if !is_ring || !seen.insert(path.clone()) {
+                    continue;
+                }
+                match open_ring(&path) {
+                    Ok(consumer) => {
+                        let ring = drains.len();
+                        let (tx, shared) = (tx.clone(), shared.clone());
+                        let handle = std::thread::Builder::new()
+                            .name(format!("asynctrace-drain-{ring}"))
+                            .spawn(move || drain_loop(ring, consumer, tx, shared))
+                            .expect("spawn drain thread");
+                        drains.push(handle);
+                    }
+                    Err(e) => unreadable.push((path, e)),
+                }
+            }
+        }
+        if stopping {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    for d in drains {
+        let _ = d.join();
+    }
+    unreadable
+}
+
+fn open_ring(path: &Path) -> Result<Consumer<SharedRing>, String> {
+    // SAFETY: ring files live in the private session directory and their writers never
+    // truncate them (see `shm::open`).
+    let map = unsafe { shm::open(path) }.map_err(|e| e.to_string())?;
+    Consumer::open(map).map_err(|e| e.to_string())
+}
+
+fn pid_alive(pid: u32) -> bool {
+    match rustix::process::Pid::from_raw(pid as i32) {
+        Some(p) => rustix::process::test_kill_process(p).is_ok(),
+        None => false,
+    }
+}
+
+fn drain_loop(ring: usize, mut consumer: Consumer<SharedRing>, tx: Sender<Msg>, shared: Arc<Shared>) {
+    let info = consumer.writer();
+    let pid = info.pid;
+    if tx.send(Msg::Start { ring, info }).is_err() {
+        return;
+    }
+    let mut idle = Duration::from_micros(200);
+    let mut stop_seen: Option<Instant> = None;
+    let drain_all = |consumer: &mut Consumer<SharedRing>| -> Result<(), String> {
+        loop {
+            let mut records = Vec::new();
+            match consumer.pop_into(&mut records, BATCH) {
+                Ok(0) => return Ok(()),
+                Ok(_) => {
+                    if tx.send(Msg::Records { ring, records }).is_err() {
+                        return Ok(());
+                    }
+                }
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    };
+    let (ending, error) = loop {
+        if let Err(e) = drain_all(&mut consumer) {
+            break (Ending::Vanished, Some(e));
+        }
+        let status = consumer.status();
+        if status.state == WriterState::Exited {
+            let r = drain_all(&mut consumer);
+            break (Ending::Exited { code: status.exit_code }, r.err());
+        }
+        if !pid_alive(pid) {
+            let r = drain_all(&mut consumer);
+            let main = *shared.main.lock().expect("main status lock");
+            let ending = match main {
+                Some((p, MainExit::Signal(sig))) if p == pid => Ending::Signaled { signal: sig },
+                Some((p, MainExit::Code(code))) if p == pid => Ending::Exited { code },
+                _ => Ending::Vanished,
+            };
+            break (ending, r.err());
+        }
+        if shared.stop.load(Ordering::Acquire) {
+            let since = *stop_seen.get_or_insert_with(Instant::now);
+            if since.elapsed() > GRACE {
+                let r = drain_all(&mut consumer);
+                break (Ending::Running, r.err());
+            }
+        }
+        std::thread::sleep(idle);
+        idle = (idle * 2).min(Duration::from_millis(5));
+    };
+    let dropped = consumer.status().dropped;
+    let _ = tx.send(Msg::End { ring, dropped, ending, error });
+}
+
+struct Stream {
+    id: crate::trace::StreamId,
+    info: WriterInfo,
+    decoder: StreamDecoder,
+    ended: Option<StreamSummary>,
+}
+
+fn write_loop<W: Write>(rx: Receiver<Msg>, mut out: TraceWriter<W>, start_ns: u64) -> io::Result<Vec<StreamSummary>> {
+    let mut streams: Vec<Option<Stream>> = Vec::new();
+    let mut last_flush = Instant::now();
+    loop {
+        let msg = match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(m) => Some(m),
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => None,
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+        };
+        match msg {
+            Some(Msg::Start { ring, info }) => {
+                let id = out.begin_stream(info.pid, info.thread, &info.node_version)?;
+                if streams.len() <= ring {
+                    streams.resize_with(ring + 1, || None);
+                }
+                streams[ring] = Some(Stream { id, info, decoder: StreamDecoder::new(id, start_ns), ended: None });
+            }
+            Some(Msg::Records { ring, records }) => {
+                if let Some(Some(s)) = streams.get_mut(ring) {
+                    s.decoder.feed(&records, &mut out)?;
+                }
+            }
+            Some(Msg::End { ring, dropped, ending, error }) => {
+                if let Some(Some(s)) = streams.get_mut(ring) {
+                    let (mut malformed, _) = s.decoder.malformed();
+                    if error.is_some() {
+                        malformed += 1;
+                    }
+                    let counts = s.decoder.counts();
+                    out.end_stream(&StreamEnd { stream: s.id, events: counts.total(), dropped, malformed, ending: ending.clone() })?;
+                    s.ended = Some(StreamSummary {
+                        pid: s.info.pid,
+                        thread: s.info.thread,
+                        node_version: s.info.node_version.clone(),
+                        counts,
+                        dropped,
+                        malformed,
+                        ending,
+                    });
+                }
+            }
+            None => {}
+        }
+        if last_flush.elapsed() >= Duration::from_millis(100) {
+            out.flush()?;
+            last_flush = Instant::now();
+        }
+    }
+    let summaries = streams.into_iter().flatten().filter_map(|s| s.ended).collect();
+    let mut inner = out.finish()?;
+    inner.flush()?;
+    Ok(summaries)
+}

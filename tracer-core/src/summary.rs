@@ -1,0 +1,207 @@
+//! What `asynctrace info` shows: counts by hook and type, processes, threads, drops.
+//! One streaming pass; memory grows with the number of strings and threads only.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+
+use serde::Serialize;
+
+use crate::trace::{Ending, EventKind, Item, StreamId, TraceError, TraceReader};
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct EventCounts {
+    pub init: u64,
+    pub before: u64,
+    pub after: u64,
+    pub destroy: u64,
+    #[serde(rename = "promiseResolve")]
+    pub promise_resolve: u64,
+}
+
+impl EventCounts {
+    pub fn total(&self) -> u64 {
+        self.init + self.before + self.after + self.destroy + self.promise_resolve
+    }
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ThreadSummary {
+    pub thread: u32,
+    pub events: u64,
+    pub dropped: u64,
+    pub malformed: u64,
+    /// How the thread ended: `{"code": N}`, `{"signal": "SIGKILL"}`, `"vanished"`, `"running"`;
+    /// null when the trace was cut before the thread ended.
+    pub exit: Option<ExitJson>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum ExitJson {
+    Code { code: i32 },
+    Signal { signal: String },
+    Other(&'static str),
+}
+
+impl From<&Ending> for ExitJson {
+    fn from(e: &Ending) -> Self {
+        match e {
+            Ending::Exited { code } => ExitJson::Code { code: *code },
+            Ending::Signaled { signal } => ExitJson::Signal { signal: signal_name(*signal) },
+            Ending::Vanished => ExitJson::Other("vanished"),
+            Ending::Running => ExitJson::Other("running"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ProcessSummary {
+    pub pid: u32,
+    pub argv: Vec<String>,
+    pub node: String,
+    /// The main thread's ending, which is the process's.
+    pub exit: Option<ExitJson>,
+    pub threads: Vec<ThreadSummary>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct TraceSummary {
+    pub command: Vec<String>,
+    pub start_unix_ms: u64,
+    /// Time of the last event, in milliseconds from the start.
+    pub duration_ms: f64,
+    pub events: EventCounts,
+    /// Init count per resource type.
+    pub types: BTreeMap<String, u64>,
+    pub dropped: u64,
+    pub malformed: u64,
+    pub truncated: bool,
+    pub processes: Vec<ProcessSummary>,
+}
+
+struct StreamAcc {
+    pid: u32,
+    thread: u32,
+    node: String,
+    argv: Vec<String>,
+    events: u64,
+    end: Option<crate::trace::StreamEnd>,
+}
+
+/// Reads the whole trace once and summarises it.
+pub fn summarize<R: Read>(mut reader: TraceReader<R>) -> Result<TraceSummary, TraceError> {
+    let meta = reader.meta().clone();
+    let mut strings: Vec<String> = Vec::new();
+    let mut types_by_id: BTreeMap<u32, u64> = BTreeMap::new();
+    let mut events = EventCounts::default();
+    let mut streams: BTreeMap<StreamId, StreamAcc> = BTreeMap::new();
+    let mut last_ns = 0u64;
+    while let Some(item) = reader.next_item()? {
+        match item {
+            Item::Event(ev) => {
+                last_ns = last_ns.max(ev.time_ns);
+                match ev.kind {
+                    EventKind::Init { type_name, .. } => {
+                        events.init += 1;
+                        *types_by_id.entry(type_name).or_default() += 1;
+                    }
+                    EventKind::Before => events.before += 1,
+                    EventKind::After => events.after += 1,
+                    EventKind::Destroy => events.destroy += 1,
+                    EventKind::PromiseResolve => events.promise_resolve += 1,
+                    EventKind::Label { .. } => continue,
+                }
+                if let Some(s) = streams.get_mut(&ev.stream) {
+                    s.events += 1;
+                }
+            }
+            Item::String { id, text } => {
+                let i = id as usize;
+                if strings.len() <= i {
+                    strings.resize(i + 1, String::new());
+                }
+                strings[i] = text;
+            }
+            Item::StreamStart(info) => {
+                streams.insert(
+                    info.stream,
+                    StreamAcc { pid: info.pid, thread: info.thread, node: info.node_version, argv: Vec::new(), events: 0, end: None },
+                );
+            }
+            Item::StreamMeta { stream, json } => {
+                if let Some(s) = streams.get_mut(&stream) {
+                    if let Ok(serde_json::Value::Object(m)) = serde_json::from_str::<serde_json::Value>(&json) {
+                        if let Some(serde_json::Value::Array(a)) = m.get("argv") {
+                            s.argv = a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect();
+                        }
+                    }
+                }
+            }
+            Item::StreamEnd(end) => {
+                if let Some(s) = streams.get_mut(&end.stream) {
+                    s.end = Some(end);
+                }
+            }
+        }
+    }
+    let truncated = reader.truncated();
+    let name = |id: u32| strings.get(id as usize).cloned().unwrap_or_else(|| format!("<string {id}>"));
+    let mut types = BTreeMap::new();
+    for (id, n) in types_by_id {
+        *types.entry(name(id)).or_default() += n;
+    }
+    let mut processes: BTreeMap<u32, ProcessSummary> = BTreeMap::new();
+    let (mut dropped, mut malformed) = (0, 0);
+    for s in streams.into_values() {
+        let p = processes.entry(s.pid).or_insert_with(|| ProcessSummary {
+            pid: s.pid,
+            argv: Vec::new(),
+            node: s.node.clone(),
+            exit: None,
+            threads: Vec::new(),
+        });
+        let exit = s.end.as_ref().map(|e| ExitJson::from(&e.ending));
+        if s.thread == 0 {
+            p.argv = s.argv.clone();
+            p.node = s.node.clone();
+            p.exit = exit.clone();
+        }
+        let (d, m) = s.end.as_ref().map(|e| (e.dropped, e.malformed)).unwrap_or((0, 0));
+        dropped += d;
+        malformed += m;
+        p.threads.push(ThreadSummary { thread: s.thread, events: s.events, dropped: d, malformed: m, exit });
+    }
+    Ok(TraceSummary {
+        command: meta.command,
+        start_unix_ms: meta.start_unix_ms,
+        duration_ms: last_ns as f64 / 1e6,
+        events,
+        types,
+        dropped,
+        malformed,
+        truncated,
+        processes: processes.into_values().collect(),
+    })
+}
+
+/// `SIGKILL` for 9, and so on; `signal N` for the rest.
+pub fn signal_name(sig: i32) -> String {
+    let name = match sig {
+        1 => "SIGHUP",
+        2 => "SIGINT",
+        3 => "SIGQUIT",
+        4 => "SIGILL",
+        6 => "SIGABRT",
+        7 => "SIGBUS",
+        8 => "SIGFPE",
+        9 => "SIGKILL",
+        10 => "SIGUSR1",
+        11 => "SIGSEGV",
+        12 => "SIGUSR2",
+        13 => "SIGPIPE",
+        14 => "SIGALRM",
+        15 => "SIGTERM",
+        _ => return format!("signal {sig}"),
+    };
+    name.to_string()
+}
