@@ -88,8 +88,9 @@ const hook = asyncHooks.createHook({
     } catch (_) { /* never throw from a hook */ }
   },
 });
-hook.enable();
-
+// The exit listener goes in before the hook is enabled, as the agent does it: in a forked
+// child, adding a process listener schedules a TickObject (IPC channel bookkeeping), and neither
+// counter should count its own.
 process.on('exit', function countHookWrite() {
   try {
     const dir = process.env.COUNT_HOOK_DIR;
@@ -105,3 +106,4 @@ process.on('exit', function countHookWrite() {
     fs.writeFileSync(path.join(dir, process.pid + '-' + threadId + '.json'), JSON.stringify(out) + '\n');
   } catch (_) { /* never throw at exit */ }
 });
+hook.enable();

@@ -265,7 +265,8 @@
     function finish(code) {
       if (finished) return;
       finished = true;
-      hook.disable();
+      // The hook stays enabled: exit listeners registered after ours (and Node's own exit work)
+      // still create resources, and the reader keeps draining until the thread is really gone.
       if (room(1)) put(EXIT, code | 0, seen, dropped);
       publish();
       setState(2, code);

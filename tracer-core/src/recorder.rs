@@ -75,6 +75,8 @@ pub enum MainExit {
 
 struct Shared {
     stop: AtomicBool,
+    /// The pid `record` started (0 until known); its ending comes from `finish`.
+    main_pid: std::sync::atomic::AtomicU32,
     main: Mutex<Option<(u32, MainExit)>>,
 }
 
@@ -88,7 +90,7 @@ pub struct Recorder {
 impl Recorder {
     /// Starts watching `dir` and writing to `out`. `start_ns` is the trace's time origin.
     pub fn start<W: Write + Send + 'static>(dir: &Path, out: TraceWriter<W>, start_ns: u64) -> Self {
-        let shared = Arc::new(Shared { stop: AtomicBool::new(false), main: Mutex::new(None) });
+        let shared = Arc::new(Shared { stop: AtomicBool::new(false), main_pid: std::sync::atomic::AtomicU32::new(0), main: Mutex::new(None) });
         let (tx, rx) = crossbeam_channel::bounded::<Msg>(256);
         let writer = std::thread::Builder::new()
             .name("asynctrace-writer".into())
@@ -101,6 +103,12 @@ impl Recorder {
             .spawn(move || discover_loop(&dir, tx, s))
             .expect("spawn discovery thread");
         Self { shared, discovery, writer }
+    }
+
+    /// Names the process `record` started, so that its rings end with its exit status rather
+    /// than as vanished when they notice it is gone before [`Recorder::finish`] runs.
+    pub fn watch(&self, pid: u32) {
+        self.shared.main_pid.store(pid, Ordering::Release);
     }
 
     /// Stops recording after the started process ended (`pid`, how it ended), drains what is
@@ -174,7 +182,7 @@ fn drain_loop(ring: usize, mut consumer: Consumer<SharedRing>, tx: Sender<Msg>, 
         return;
     }
     let mut idle = Duration::from_micros(200);
-    let mut stop_seen: Option<Instant> = None;
+    let mut quiet_since: Option<Instant> = None;
     let drain_all = |consumer: &mut Consumer<SharedRing>| -> Result<(), String> {
         loop {
             let mut records = Vec::new();
@@ -190,33 +198,54 @@ fn drain_loop(ring: usize, mut consumer: Consumer<SharedRing>, tx: Sender<Msg>, 
         }
     };
     let (ending, error) = loop {
+        let before = consumer.read_position();
         if let Err(e) = drain_all(&mut consumer) {
             break (Ending::Vanished, Some(e));
         }
-        let status = consumer.status();
-        if status.state == WriterState::Exited {
-            let r = drain_all(&mut consumer);
-            break (Ending::Exited { code: status.exit_code }, r.err());
+        let got_records = consumer.read_position() != before;
+        if got_records {
+            quiet_since = None;
+            idle = Duration::from_micros(200);
         }
+        let status = consumer.status();
         if !pid_alive(pid) {
+            let is_main = shared.main_pid.load(Ordering::Acquire) == pid;
+            if is_main && shared.main.lock().expect("main status lock").is_none() {
+                // Reaped, but `finish` has not told us how it ended yet.
+                std::thread::sleep(Duration::from_millis(1));
+                continue;
+            }
+            // Whatever it published is still in the mapping: take it all.
             let r = drain_all(&mut consumer);
             let main = *shared.main.lock().expect("main status lock");
-            let ending = match main {
-                Some((p, MainExit::Signal(sig))) if p == pid => Ending::Signaled { signal: sig },
-                Some((p, MainExit::Code(code))) if p == pid => Ending::Exited { code },
+            let ending = match (status.state, main) {
+                (WriterState::Exited, _) => Ending::Exited { code: status.exit_code },
+                (_, Some((p, MainExit::Signal(sig)))) if p == pid => Ending::Signaled { signal: sig },
+                (_, Some((p, MainExit::Code(code)))) if p == pid => Ending::Exited { code },
                 _ => Ending::Vanished,
             };
             break (ending, r.err());
         }
-        if shared.stop.load(Ordering::Acquire) {
-            let since = *stop_seen.get_or_insert_with(Instant::now);
+        // A thread that ran its exit handler may still emit a few events (later exit
+        // listeners); a worker's process lives on, so wait for silence rather than death.
+        // After `record` stops, writers that are still running get the same grace.
+        let waiting = status.state == WriterState::Exited || shared.stop.load(Ordering::Acquire);
+        if waiting && !got_records {
+            let since = *quiet_since.get_or_insert_with(Instant::now);
             if since.elapsed() > GRACE {
                 let r = drain_all(&mut consumer);
-                break (Ending::Running, r.err());
+                let ending = if status.state == WriterState::Exited {
+                    Ending::Exited { code: status.exit_code }
+                } else {
+                    Ending::Running
+                };
+                break (ending, r.err());
             }
         }
-        std::thread::sleep(idle);
-        idle = (idle * 2).min(Duration::from_millis(5));
+        if !got_records {
+            std::thread::sleep(idle);
+            idle = (idle * 2).min(Duration::from_millis(5));
+        }
     };
     let dropped = consumer.status().dropped;
     let _ = tx.send(Msg::End { ring, dropped, ending, error });

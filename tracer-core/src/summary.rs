@@ -30,6 +30,8 @@ pub struct ThreadSummary {
     pub events: u64,
     pub dropped: u64,
     pub malformed: u64,
+    /// Init count per resource type in this thread.
+    pub types: BTreeMap<String, u64>,
     /// How the thread ended: `{"code": N}`, `{"signal": "SIGKILL"}`, `"vanished"`, `"running"`;
     /// null when the trace was cut before the thread ended.
     pub exit: Option<ExitJson>,
@@ -85,6 +87,7 @@ struct StreamAcc {
     node: String,
     argv: Vec<String>,
     events: u64,
+    types: BTreeMap<u32, u64>,
     end: Option<crate::trace::StreamEnd>,
 }
 
@@ -104,6 +107,9 @@ pub fn summarize<R: Read>(mut reader: TraceReader<R>) -> Result<TraceSummary, Tr
                     EventKind::Init { type_name, .. } => {
                         events.init += 1;
                         *types_by_id.entry(type_name).or_default() += 1;
+                        if let Some(s) = streams.get_mut(&ev.stream) {
+                            *s.types.entry(type_name).or_default() += 1;
+                        }
                     }
                     EventKind::Before => events.before += 1,
                     EventKind::After => events.after += 1,
@@ -125,7 +131,7 @@ pub fn summarize<R: Read>(mut reader: TraceReader<R>) -> Result<TraceSummary, Tr
             Item::StreamStart(info) => {
                 streams.insert(
                     info.stream,
-                    StreamAcc { pid: info.pid, thread: info.thread, node: info.node_version, argv: Vec::new(), events: 0, end: None },
+                    StreamAcc { pid: info.pid, thread: info.thread, node: info.node_version, argv: Vec::new(), events: 0, types: BTreeMap::new(), end: None },
                 );
             }
             Item::StreamMeta { stream, json } => {
@@ -169,7 +175,11 @@ pub fn summarize<R: Read>(mut reader: TraceReader<R>) -> Result<TraceSummary, Tr
         let (d, m) = s.end.as_ref().map(|e| (e.dropped, e.malformed)).unwrap_or((0, 0));
         dropped += d;
         malformed += m;
-        p.threads.push(ThreadSummary { thread: s.thread, events: s.events, dropped: d, malformed: m, exit });
+        let mut thread_types = BTreeMap::new();
+        for (id, n) in &s.types {
+            *thread_types.entry(name(*id)).or_default() += n;
+        }
+        p.threads.push(ThreadSummary { thread: s.thread, events: s.events, dropped: d, malformed: m, types: thread_types, exit });
     }
     Ok(TraceSummary {
         command: meta.command,

@@ -56,6 +56,7 @@ pub fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let pid = child.id();
+    recorder.watch(pid);
     let forwarder = signals::forward_to(pid)?;
     let status = child.wait().context("waiting for the app")?;
     forwarder.close();
