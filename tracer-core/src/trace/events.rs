@@ -38,6 +38,18 @@ const TIME_NS: u8 = 3;
 /// bound what it reserves up front for a block whose count may be damaged.
 pub const MAX_EVENTS_PER_BLOCK: usize = 16 * 1024;
 
+/// The operand-less kinds by kind number.
+const SIMPLE: [Option<EventKind>; 8] = [
+    None,
+    Some(EventKind::Before),
+    Some(EventKind::After),
+    Some(EventKind::Destroy),
+    Some(EventKind::PromiseResolve),
+    None,
+    None,
+    None,
+];
+
 /// Largest zigzag id delta stored inside the tag.
 const ID_INLINE_MAX: u64 = 6;
 const ID_VARINT: u8 = 7;
@@ -179,20 +191,22 @@ pub fn decode(payload: &[u8], out: &mut Vec<Event>) -> Result<StreamId, &'static
     let (mut id, mut time) = (0u64, 0u64);
     for _ in 0..count {
         let tag = cur.u8().ok_or("events block ends inside an event")?;
-        match (tag >> 3) & 3 {
-            TIME_SAME => {}
-            TIME_TICK => time = time.wrapping_add(tick),
-            TIME_TICKS => {
-                let n = cur.u64().ok_or("bad time delta")?;
-                time = time.wrapping_add(n.wrapping_mul(tick));
-            }
-            _ => time = time.wrapping_add(cur.i64().ok_or("bad time delta")? as u64),
+        let time_code = (tag >> 3) & 3;
+        // Why the shapes below: same-time and one-tick steps, small id deltas and the four
+        // operand-less kinds are the common case, so they take no unpredictable branch.
+        if time_code < TIME_TICKS {
+            time = time.wrapping_add(tick * u64::from(time_code));
+        } else if time_code == TIME_TICKS {
+            let n = cur.u64().ok_or("bad time delta")?;
+            time = time.wrapping_add(n.wrapping_mul(tick));
+        } else {
+            time = time.wrapping_add(cur.i64().ok_or("bad time delta")? as u64);
         }
         let id_code = tag >> 5;
-        let delta = if id_code == ID_VARINT {
-            cur.u64().ok_or("bad id delta")?
-        } else {
+        let delta = if id_code != ID_VARINT {
             u64::from(id_code)
+        } else {
+            cur.u64().ok_or("bad id delta")?
         };
         id = id.wrapping_add(unzigzag(delta) as u64);
         let kind = match tag & 7 {
@@ -211,14 +225,10 @@ pub fn decode(payload: &[u8], out: &mut Vec<Event>) -> Result<StreamId, &'static
                     stack,
                 }
             }
-            KIND_BEFORE => EventKind::Before,
-            KIND_AFTER => EventKind::After,
-            KIND_DESTROY => EventKind::Destroy,
-            KIND_RESOLVE => EventKind::PromiseResolve,
             KIND_LABEL => EventKind::Label {
                 text: cur.u32().ok_or("bad label text")?,
             },
-            _ => return Err("unknown event kind"),
+            k => SIMPLE[usize::from(k)].ok_or("unknown event kind")?,
         };
         out.push(Event {
             stream,

@@ -40,7 +40,7 @@ mod tests;
 
 pub use error::TraceError;
 pub use model::*;
-pub use reader::{open, TraceReader};
+pub use reader::{open, Batch, TraceReader};
 pub use writer::TraceWriter;
 
 /// First bytes of every trace file.

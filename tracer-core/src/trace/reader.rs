@@ -49,6 +49,15 @@ enum State {
     Failed,
 }
 
+/// What [`TraceReader::next_batch`] yields.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Batch<'a> {
+    /// Consecutive events of one stream.
+    Events(&'a [Event]),
+    /// Anything but an event.
+    Item(Item),
+}
+
 /// Opens a trace file for reading.
 pub fn open(path: &Path) -> Result<TraceReader<BufReader<File>>, TraceError> {
     let io_err = |source| TraceError::Io {
@@ -160,14 +169,37 @@ impl<R: Read> TraceReader<R> {
             if self.state != State::Reading {
                 return Ok(None);
             }
-            if let Err(e) = self.read_next_block() {
-                // Why clear: a damaged block may have been partly decoded; none of it is sound.
-                self.events.clear();
-                self.items.clear();
-                self.state = State::Failed;
-                return Err(e);
-            }
+            self.fill()?;
         }
+    }
+
+    /// The fast path: the rest of the current events block as one slice (events of one
+    /// stream, in order), or else the next non-event item, in the same file order as
+    /// [`next_item`](Self::next_item). Calls to the two may be mixed.
+    pub fn next_batch(&mut self) -> Result<Option<Batch<'_>>, TraceError> {
+        loop {
+            if self.next_event < self.events.len() {
+                let start = std::mem::replace(&mut self.next_event, self.events.len());
+                return Ok(Some(Batch::Events(&self.events[start..])));
+            }
+            if let Some(item) = self.items.pop_front() {
+                return Ok(Some(Batch::Item(item)));
+            }
+            if self.state != State::Reading {
+                return Ok(None);
+            }
+            self.fill()?;
+        }
+    }
+
+    /// Reads the next block; on error, poisons the reader.
+    fn fill(&mut self) -> Result<(), TraceError> {
+        self.read_next_block().inspect_err(|_| {
+            // Why clear: a damaged block may have been partly decoded; none of it is sound.
+            self.events.clear();
+            self.items.clear();
+            self.state = State::Failed;
+        })
     }
 
     /// Reads one block and queues what it holds.
