@@ -37,6 +37,8 @@ pub mod writer;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod workload;
 
 pub use error::TraceError;
 pub use model::*;
