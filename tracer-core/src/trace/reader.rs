@@ -249,7 +249,9 @@ impl<R: Read> TraceReader<R> {
                 let end: StreamEnd =
                     codec::decode(&self.payload).map_err(|e| bad(e.to_string()))?;
                 self.check_live(end.stream).map_err(bad)?;
-                self.streams[end.stream as usize] = true;
+                if let Some(ended) = self.streams.get_mut(end.stream as usize) {
+                    *ended = true;
+                }
                 self.items.push_back(Item::StreamEnd(end));
             }
             BlockKind::End => {
