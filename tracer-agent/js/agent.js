@@ -63,6 +63,7 @@
     const STRING = 7;
     const META = 8;
     const EXIT = 9;
+    const LABEL = 10;
     const B = 1048576;
 
     // Type names get ids 1..65535 (they travel in the 16-bit field a); other strings start above.
@@ -209,9 +210,105 @@
       return t;
     }
 
+    // --- creation stacks. Capturing a stack costs ~10 us, 100x a promise, so resources that
+    // come in floods (PROMISE, TickObject, Microtask) draw from a token bucket: a start-up
+    // allowance (small apps get every stack) refilled at a steady rate (big apps get a sample).
+    // Everything else (handles, timers, requests) always gets its stack.
+    const stackMode = process.env.ASYNCTRACE_STACKS || 'auto';
+    const STACK_FRAMES = 8;
+    const STACK_BURST = Number(process.env.ASYNCTRACE_STACK_BURST || 5000);
+    const STACK_RATE = Number(process.env.ASYNCTRACE_STACK_RATE || 2000); // per second
+    const AGENT_FILE = __filename;
+    const cwdPrefix = process.cwd() + '/';
+    const stackIds = new Map();
+    const holder = {};
+    let tokens = STACK_BURST;
+    let lastRefill = now();
+    function budgeted(type) {
+      return type === 'PROMISE' || type === 'TickObject' || type === 'Microtask';
+    }
+    function budgetAllows() {
+      if (tokens < 1) {
+        const t = now();
+        tokens = Math.min(STACK_BURST, tokens + ((t - lastRefill) * STACK_RATE) / 1e9);
+        lastRefill = t;
+        if (tokens < 1) return false;
+      }
+      tokens--;
+      return true;
+    }
+    function structured(_, frames) {
+      return frames;
+    }
+    // Formats our own CallSites: the app's Error.prepareStackTrace (source maps, custom
+    // formats) is set aside for the capture and put back at once, so it neither sees our
+    // capture nor changes what we record.
+    function stackOf(init) {
+      const savedPrepare = Error.prepareStackTrace;
+      const savedLimit = Error.stackTraceLimit;
+      let frames;
+      try {
+        Error.prepareStackTrace = structured;
+        Error.stackTraceLimit = STACK_FRAMES + 12;
+        Error.captureStackTrace(holder, init);
+        frames = holder.stack;
+      } finally {
+        Error.prepareStackTrace = savedPrepare;
+        Error.stackTraceLimit = savedLimit;
+      }
+      if (!Array.isArray(frames)) return '';
+      let out = '';
+      let n = 0;
+      for (let i = 0; i < frames.length && n < STACK_FRAMES; i++) {
+        const f = frames[i];
+        let file = f.getFileName();
+        if (!file || file.startsWith('node:') || file.startsWith('internal/') || file === AGENT_FILE) continue;
+        if (file.startsWith('file://')) file = decodeURIComponent(file.slice(7));
+        if (file.startsWith(cwdPrefix)) file = file.slice(cwdPrefix.length);
+        const fn = f.getFunctionName() || '';
+        out += (n === 0 ? '' : '\n') + fn + '\t' + file + ':' + f.getLineNumber() + ':' + f.getColumnNumber();
+        n++;
+      }
+      return out;
+    }
+    function stackId(type, init) {
+      if (stackMode === 'off') return 0;
+      if (stackMode !== 'on' && budgeted(type) && !budgetAllows()) return 0;
+      const text = stackOf(init);
+      if (text === '') return 0;
+      let sid = stackIds.get(text);
+      if (sid === undefined) {
+        sid = nextStringId++;
+        if (!defineString(sid, text)) return 0;
+        stackIds.set(text, sid);
+      }
+      return sid;
+    }
+
+    // --- labels: the method and URL of incoming HTTP requests, read off the server's async
+    // resource once Node has parsed the request (at a later `before` of the same resource).
+    const httpPending = new Map();
+    function labelRequest(id, resource) {
+      const res = resource.socket && resource.socket._httpMessage;
+      const req = res && res.req;
+      if (!req || typeof req.method !== 'string') return;
+      httpPending.delete(id);
+      const sid = nextStringId++;
+      const text = req.method + ' ' + String(req.url).slice(0, 512);
+      if (room(2) && defineString(sid, text)) {
+        const t = now();
+        if (t !== lastClock && room(1)) {
+          lastClock = t;
+          put(CLOCK, t, 0, 0);
+        }
+        if (room(1)) put(LABEL + sid * B, id, 0, 0);
+      }
+      publish();
+    }
+
     const executionAsyncId = asyncHooks.executionAsyncId;
-    const hook = asyncHooks.createHook({
-      init(id, type, trigger) {
+    const hooks = {
+      init(id, type, trigger, resource) {
         try {
           const t = typeId(type);
           if (t === 0) {
@@ -219,7 +316,9 @@
             countDrop();
             return;
           }
-          event(INIT + t * 16, id, trigger, executionAsyncId());
+          const s = stackId(type, hooks.init);
+          if (type === 'HTTPINCOMINGMESSAGE') httpPending.set(id, resource);
+          event(INIT + t * 16 + s * B, id, trigger, executionAsyncId());
         } catch (_) {
           // Never throw into the app.
         }
@@ -227,6 +326,10 @@
       before(id) {
         try {
           event(BEFORE, id, 0, 0);
+          if (httpPending.size !== 0) {
+            const r = httpPending.get(id);
+            if (r !== undefined) labelRequest(id, r);
+          }
         } catch (_) {}
       },
       after(id) {
@@ -237,6 +340,7 @@
       destroy(id) {
         try {
           event(DESTROY, id, 0, 0);
+          if (httpPending.size !== 0) httpPending.delete(id);
         } catch (_) {}
       },
       promiseResolve(id) {
@@ -244,7 +348,8 @@
           event(PROMISE_RESOLVE, id, 0, 0);
         } catch (_) {}
       },
-    });
+    };
+    const hook = asyncHooks.createHook(hooks);
 
     const meta = JSON.stringify({
       pid: process.pid,

@@ -38,12 +38,35 @@ pub struct RecordArgs {
     /// (what runtimes without external ArrayBuffers do anyway).
     #[arg(long)]
     pub staged: bool,
+    /// Creation stacks: `auto` records one for every handle, timer and request, and for
+    /// promises and ticks within a budget (all of them in small apps, a sample in big ones);
+    /// `on` records every one (slow on promise-heavy apps); `off` records none.
+    #[arg(long, value_enum, default_value_t = Stacks::Auto)]
+    pub stacks: Stacks,
     /// Print no summary when the app ends.
     #[arg(short, long)]
     pub quiet: bool,
     /// The command to run, after `--`: `node app.js`, `npm start`, a script that starts node.
     #[arg(required = true, num_args = 1.., trailing_var_arg = true, allow_hyphen_values = true, value_name = "COMMAND")]
     pub command: Vec<OsString>,
+}
+
+/// When the agent captures creation stacks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Stacks {
+    Auto,
+    On,
+    Off,
+}
+
+impl Stacks {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stacks::Auto => "auto",
+            Stacks::On => "on",
+            Stacks::Off => "off",
+        }
+    }
 }
 
 fn parse_ring_records(s: &str) -> Result<u32, String> {
