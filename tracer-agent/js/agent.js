@@ -146,6 +146,8 @@
           // The batch may have held string definitions: send every string again.
           dropped += lost;
           typeIds.clear();
+          stackIds.clear();
+          lastType = '';
         }
       };
       room = function room(n) {
@@ -200,41 +202,52 @@
       return true;
     }
 
+    let lastType = '';
+    let lastTypeId = 0;
     function typeId(type) {
+      if (type === lastType) return lastTypeId;
       let t = typeIds.get(type);
       if (t === undefined) {
         t = nextTypeId < 65536 ? nextTypeId++ : 65535;
         if (!defineString(t, type)) return 0;
         typeIds.set(type, t);
       }
+      lastType = type;
+      lastTypeId = t;
       return t;
     }
 
-    // --- creation stacks. Capturing a stack costs ~10 us, 100x a promise, so resources that
-    // come in floods (PROMISE, TickObject, Microtask) draw from a token bucket: a start-up
-    // allowance (small apps get every stack) refilled at a steady rate (big apps get a sample).
-    // Everything else (handles, timers, requests) always gets its stack.
+    // --- creation stacks. Capturing a stack costs ~10 us, 100x a promise. Each resource type
+    // draws from its own token bucket: a start-up allowance (small apps get every stack) that
+    // refills at a steady rate. Types created rarely (servers, sockets, intervals: what leaks
+    // are made of) never run dry; types that come in floods (promises, ticks, per-request
+    // objects) get a steady sample, so the cost stays bounded per type.
     const stackMode = process.env.ASYNCTRACE_STACKS || 'auto';
     const STACK_FRAMES = 8;
     const STACK_BURST = Number(process.env.ASYNCTRACE_STACK_BURST || 5000);
-    const STACK_RATE = Number(process.env.ASYNCTRACE_STACK_RATE || 2000); // per second
+    const STACK_RATE = Number(process.env.ASYNCTRACE_STACK_RATE || 500); // per type per second
     const AGENT_FILE = __filename;
     const cwdPrefix = process.cwd() + '/';
     const stackIds = new Map();
     const holder = {};
-    let tokens = STACK_BURST;
-    let lastRefill = now();
-    function budgeted(type) {
-      return type === 'PROMISE' || type === 'TickObject' || type === 'Microtask';
-    }
-    function budgetAllows() {
-      if (tokens < 1) {
-        const t = now();
-        tokens = Math.min(STACK_BURST, tokens + ((t - lastRefill) * STACK_RATE) / 1e9);
-        lastRefill = t;
-        if (tokens < 1) return false;
+    const tokens = [];
+    const refilled = [];
+    function budgetAllows(t) {
+      let left = tokens[t];
+      if (left === undefined) {
+        left = STACK_BURST;
+        refilled[t] = now();
       }
-      tokens--;
+      if (left < 1) {
+        const at = now();
+        left = Math.min(STACK_BURST, left + ((at - refilled[t]) * STACK_RATE) / 1e9);
+        refilled[t] = at;
+        if (left < 1) {
+          tokens[t] = left;
+          return false;
+        }
+      }
+      tokens[t] = left - 1;
       return true;
     }
     function structured(_, frames) {
@@ -249,7 +262,7 @@
       let frames;
       try {
         Error.prepareStackTrace = structured;
-        Error.stackTraceLimit = STACK_FRAMES + 12;
+        Error.stackTraceLimit = STACK_FRAMES + 6;
         Error.captureStackTrace(holder, init);
         frames = holder.stack;
       } finally {
@@ -271,9 +284,9 @@
       }
       return out;
     }
-    function stackId(type, init) {
+    function stackId(t, init) {
       if (stackMode === 'off') return 0;
-      if (stackMode !== 'on' && budgeted(type) && !budgetAllows()) return 0;
+      if (stackMode !== 'on' && !budgetAllows(t)) return 0;
       const text = stackOf(init);
       if (text === '') return 0;
       let sid = stackIds.get(text);
@@ -316,7 +329,7 @@
             countDrop();
             return;
           }
-          const s = stackId(type, hooks.init);
+          const s = stackId(t, hooks.init);
           if (type === 'HTTPINCOMINGMESSAGE') httpPending.set(id, resource);
           event(INIT + t * 16 + s * B, id, trigger, executionAsyncId());
         } catch (_) {

@@ -1,0 +1,110 @@
+'use strict';
+// Recording overhead benchmark: the numbers in BENCHMARKS.md.
+//
+//   cargo build --release && node scripts/bench.js [--rounds 7] [--node PATH] > /tmp/bench.md
+//
+// For each workload (scripts/bench-workloads) it runs, interleaved round by round so machine
+// noise hits every variant alike: no hook, an empty hook with all five callbacks (the floor any
+// async_hooks tracer pays), and `asynctrace record` with creation stacks off and with the
+// default (auto). Times are the workload's own measurement of its busy part (the {"ms":..}
+// line it prints), so process start-up and trace finishing do not blur the ratio; the wall
+// time of the whole `record` command is reported too. Prints a Markdown report on stdout.
+const { spawnSync } = require('child_process');
+const fs = require('fs');
+const os = require('os');
+const path = require('path');
+
+const root = path.resolve(__dirname, '..');
+const bin = path.join(root, 'target/release/asynctrace');
+const args = process.argv.slice(2);
+const opt = (name, dflt) => {
+  const i = args.indexOf(name);
+  return i >= 0 ? args[i + 1] : dflt;
+};
+const rounds = Number(opt('--rounds', 7));
+const node = opt('--node', process.execPath);
+const work = path.join(root, 'scripts/bench-workloads');
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'asynctrace-bench-'));
+
+if (!fs.existsSync(bin)) {
+  console.error('bench.js: build first: cargo build --release');
+  process.exit(1);
+}
+
+const workloads = [
+  { name: 'promises', script: path.join(work, 'promises.js') },
+  { name: 'http', script: path.join(work, 'http-load.js') },
+];
+
+const variants = [
+  { name: 'no hook', cmd: (w) => [node, w.script] },
+  { name: 'empty hook', cmd: (w) => [node, '--require', path.join(work, 'empty-hook.js'), w.script] },
+  { name: 'record, stacks off', record: ['--stacks', 'off'] },
+  { name: 'record (default)', record: [] },
+];
+
+function run(w, v, round) {
+  let argv;
+  let trace = null;
+  if (v.record) {
+    trace = path.join(tmp, `${w.name}-${round}-${v.record.join('')}.bin`);
+    argv = [bin, 'record', '-q', ...v.record, '-o', trace, '--', node, w.script];
+  } else {
+    argv = v.cmd(w);
+  }
+  const t0 = process.hrtime.bigint();
+  const r = spawnSync(argv[0], argv.slice(1), { encoding: 'utf8', maxBuffer: 1 << 26 });
+  const wall = Number(process.hrtime.bigint() - t0) / 1e6;
+  if (r.status !== 0) throw new Error(`${argv.join(' ')} failed: ${r.stderr}`);
+  const line = r.stderr.split('\n').reverse().find((l) => l.startsWith('{"ms"'));
+  const ms = JSON.parse(line).ms;
+  const res = { ms, wall };
+  if (trace) {
+    const info = JSON.parse(spawnSync(bin, ['info', '--format', 'json', trace], { encoding: 'utf8' }).stdout);
+    const e = info.events;
+    res.events = e.init + e.before + e.after + e.destroy + e.promiseResolve;
+    res.dropped = info.dropped;
+    res.bytes = fs.statSync(trace).size;
+    fs.unlinkSync(trace);
+  }
+  return res;
+}
+
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+};
+const f1 = (x) => x.toFixed(1);
+
+const out = [];
+out.push(`Node ${spawnSync(node, ['--version'], { encoding: 'utf8' }).stdout.trim()}, ${os.cpus().length} cores, ${rounds} interleaved rounds, ${new Date().toISOString().slice(0, 10)}.`);
+out.push('');
+for (const w of workloads) {
+  const results = new Map(variants.map((v) => [v.name, []]));
+  for (let r = 0; r < rounds; r++) {
+    for (const v of variants) results.get(v.name).push(run(w, v, r));
+  }
+  const floor = median(results.get('empty hook').map((x) => x.ms));
+  out.push(`### ${w.name}`);
+  out.push('');
+  out.push('| variant | median ms | min–max ms | × empty hook | wall ms (median) | events | events/s | ns/event over floor | dropped | trace bytes/event |');
+  out.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+  for (const v of variants) {
+    const xs = results.get(v.name);
+    const ms = median(xs.map((x) => x.ms));
+    const row = [v.name, f1(ms), `${f1(Math.min(...xs.map((x) => x.ms)))}–${f1(Math.max(...xs.map((x) => x.ms)))}`, (ms / floor).toFixed(2), f1(median(xs.map((x) => x.wall)))];
+    if (xs[0].events !== undefined) {
+      const ev = median(xs.map((x) => x.events));
+      const dropped = Math.max(...xs.map((x) => x.dropped));
+      const bpe = median(xs.map((x) => x.bytes / x.events));
+      row.push(String(ev), (ev / (ms / 1000) / 1e6).toFixed(2) + ' M', f1(((ms - floor) * 1e6) / ev), String(dropped), bpe.toFixed(2));
+    } else {
+      row.push('', '', '', '', '');
+    }
+    out.push(`| ${row.join(' | ')} |`);
+  }
+  out.push('');
+}
+fs.rmSync(tmp, { recursive: true, force: true });
+process.stdout.write(out.join('\n') + '\n');
