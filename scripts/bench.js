@@ -40,7 +40,8 @@ const variants = [
   { name: 'no hook', cmd: (w) => [node, w.script] },
   { name: 'empty hook', cmd: (w) => [node, '--require', path.join(work, 'empty-hook.js'), w.script] },
   { name: 'record, stacks off', record: ['--stacks', 'off'] },
-  { name: 'record (default)', record: [] },
+  { name: 'record (default: stacks auto)', record: [] },
+  { name: 'record, stacks on', record: ['--stacks', 'on'] },
 ];
 
 function run(w, v, round) {
