@@ -1,0 +1,333 @@
+//! The lifecycle of every live resource: the state machine each analysis builds on.
+//!
+//! [`Lifecycle::apply`] takes the events of a trace in file order and keeps one [`Resource`]
+//! per live `(stream, id)`: created at its init, updated by its callbacks and promiseResolve,
+//! handed back (and forgotten) at its destroy. Memory is proportional to the live resources
+//! plus a fixed-size cache of recently destroyed ones (for trigger chains).
+//!
+//! Times follow DESIGN.md "Time per callback": for callback k, the async wait runs from the
+//! init (k = 0) or the previous after to before_k, the sync time from before_k to after_k.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+use super::FIRST_RESOURCE_ID;
+use crate::trace::{Event, EventKind, StreamId, StringId};
+
+/// A resource: its stream and async id.
+pub type Key = (StreamId, u64);
+
+/// One live resource. `X` is the data a pass attaches (default: none).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Resource<X = ()> {
+    pub type_name: StringId,
+    pub trigger: u64,
+    /// `executionAsyncId()` at init.
+    pub exec: u64,
+    pub stack: Option<StringId>,
+    pub init_ns: u64,
+    /// When the callback running now started, if one is.
+    pub before_ns: Option<u64>,
+    /// Where the next async wait starts: the init, or the last after.
+    pub idle_since_ns: u64,
+    /// Callbacks started (befores).
+    pub callbacks: u32,
+    /// Sum of the sync times of its finished callbacks.
+    pub sync_ns: u64,
+    /// Sum of the async waits before its callbacks.
+    pub wait_ns: u64,
+    pub resolve_ns: Option<u64>,
+    /// The last label the agent attached (e.g. `GET /users/7`).
+    pub label: Option<StringId>,
+    pub data: X,
+}
+
+/// What an event did, as [`Lifecycle::apply`] reports it.
+#[derive(Debug)]
+pub enum Step<'a, X> {
+    /// A resource was created (a repeated init of a live id replaces it).
+    Init(&'a mut Resource<X>),
+    /// A callback started after waiting `wait_ns`.
+    Before {
+        res: &'a mut Resource<X>,
+        wait_ns: u64,
+    },
+    /// A callback that started at `start_ns` ended after `sync_ns`.
+    After {
+        res: &'a mut Resource<X>,
+        start_ns: u64,
+        sync_ns: u64,
+    },
+    Resolve(&'a mut Resource<X>),
+    Label(&'a mut Resource<X>),
+    /// The resource was destroyed; it is no longer tracked.
+    Destroy(Resource<X>),
+    /// An event of an id whose init is not in the trace (created before the hook was
+    /// enabled, or its init was dropped), or an after without a before. Skipped.
+    Unknown,
+}
+
+/// One link of a trigger chain, from a resource towards its root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainLink {
+    pub id: u64,
+    /// `None` when the resource is neither live nor among the recently destroyed (or its
+    /// init is not in the trace): the chain stops there.
+    pub type_name: Option<StringId>,
+    pub stack: Option<StringId>,
+}
+
+/// Enough of a destroyed resource to continue a trigger chain through it.
+#[derive(Debug, Clone, Copy)]
+struct Tomb {
+    key: Key,
+    type_name: StringId,
+    trigger: u64,
+    stack: Option<StringId>,
+}
+
+/// FxHash: keys are small integers from our own reader, so no HashDoS concern, and SipHash
+/// would cost a third of the per-event budget.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct FxHasher(u64);
+
+impl Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(u64::from(n));
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+pub(crate) type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
+
+/// Default size of the recently-destroyed cache (entries): ~2.5 MB.
+const DEFAULT_TOMBS: usize = 1 << 16;
+
+/// Tracks the live resources of every stream. See the module docs.
+#[derive(Debug)]
+pub struct Lifecycle<X = ()> {
+    live: FxMap<Key, Resource<X>>,
+    /// Direct-mapped by key hash: a destroyed resource stays findable until another one
+    /// lands in its slot.
+    tombs: Vec<Option<Tomb>>,
+}
+
+impl<X: Default> Default for Lifecycle<X> {
+    fn default() -> Self {
+        Self::with_tombstones(DEFAULT_TOMBS)
+    }
+}
+
+impl<X: Default> Lifecycle<X> {
+    /// A tracker remembering about `tombs` recently destroyed resources (rounded up to a
+    /// power of two; 0 disables it).
+    pub fn with_tombstones(tombs: usize) -> Self {
+        let n = if tombs == 0 {
+            0
+        } else {
+            tombs.next_power_of_two()
+        };
+        Lifecycle {
+            live: FxMap::default(),
+            tombs: vec![None; n],
+        }
+    }
+
+    /// Applies one event. Labels of unknown ids and events of unknown ids are
+    /// [`Step::Unknown`].
+    #[inline]
+    pub fn apply(&mut self, ev: &Event) -> Step<'_, X> {
+        let key = (ev.stream, ev.id);
+        let t = ev.time_ns;
+        match ev.kind {
+            EventKind::Init {
+                type_name,
+                trigger,
+                exec,
+                stack,
+            } => {
+                let res = Resource {
+                    type_name,
+                    trigger,
+                    exec,
+                    stack,
+                    init_ns: t,
+                    idle_since_ns: t,
+                    ..Default::default()
+                };
+                let slot = self.live.entry(key).or_default();
+                *slot = res;
+                Step::Init(slot)
+            }
+            EventKind::Before => match self.live.get_mut(&key) {
+                Some(res) => {
+                    let wait_ns = t.saturating_sub(res.idle_since_ns);
+                    res.wait_ns += wait_ns;
+                    res.callbacks += 1;
+                    res.before_ns = Some(t);
+                    Step::Before { res, wait_ns }
+                }
+                None => Step::Unknown,
+            },
+            EventKind::After => match self.live.get_mut(&key) {
+                Some(res) => match res.before_ns.take() {
+                    Some(start_ns) => {
+                        let sync_ns = t.saturating_sub(start_ns);
+                        res.sync_ns += sync_ns;
+                        res.idle_since_ns = t;
+                        Step::After {
+                            res,
+                            start_ns,
+                            sync_ns,
+                        }
+                    }
+                    None => Step::Unknown,
+                },
+                None => Step::Unknown,
+            },
+            EventKind::PromiseResolve => match self.live.get_mut(&key) {
+                Some(res) => {
+                    res.resolve_ns.get_or_insert(t);
+                    Step::Resolve(res)
+                }
+                None => Step::Unknown,
+            },
+            EventKind::Label { text } => match self.live.get_mut(&key) {
+                Some(res) => {
+                    res.label = Some(text);
+                    Step::Label(res)
+                }
+                None => Step::Unknown,
+            },
+            EventKind::Destroy => match self.live.remove(&key) {
+                Some(res) => {
+                    self.bury(key, &res);
+                    Step::Destroy(res)
+                }
+                None => Step::Unknown,
+            },
+        }
+    }
+
+    fn bury(&mut self, key: Key, res: &Resource<X>) {
+        if let Some(i) = self.tomb_slot(key) {
+            self.tombs[i] = Some(Tomb {
+                key,
+                type_name: res.type_name,
+                trigger: res.trigger,
+                stack: res.stack,
+            });
+        }
+    }
+
+    fn tomb_slot(&self, key: Key) -> Option<usize> {
+        if self.tombs.is_empty() {
+            return None;
+        }
+        let mut h = FxHasher::default();
+        h.write_u32(key.0);
+        h.write_u64(key.1);
+        // Why the high bits: the multiply mixes upwards.
+        Some((h.finish() >> 32) as usize & (self.tombs.len() - 1))
+    }
+
+    pub fn get(&self, key: Key) -> Option<&Resource<X>> {
+        self.live.get(&key)
+    }
+
+    pub fn get_mut(&mut self, key: Key) -> Option<&mut Resource<X>> {
+        self.live.get_mut(&key)
+    }
+
+    /// Number of live resources.
+    pub fn len(&self) -> usize {
+        self.live.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.live.is_empty()
+    }
+
+    /// The live resources of one stream, in no particular order.
+    pub fn iter_stream(&self, stream: StreamId) -> impl Iterator<Item = (Key, &Resource<X>)> {
+        self.live
+            .iter()
+            .filter(move |(k, _)| k.0 == stream)
+            .map(|(k, r)| (*k, r))
+    }
+
+    /// Removes the live resources of a stream (it ended), handing each to `f`, in id order.
+    pub fn drain_stream(&mut self, stream: StreamId, mut f: impl FnMut(Key, Resource<X>)) {
+        let mut keys: Vec<Key> = self
+            .live
+            .keys()
+            .filter(|k| k.0 == stream)
+            .copied()
+            .collect();
+        keys.sort_unstable();
+        for k in keys {
+            if let Some(res) = self.live.remove(&k) {
+                f(k, res);
+            }
+        }
+    }
+
+    /// The trigger chain above `key` (its trigger first), at most `max` links, through live
+    /// and recently destroyed resources. Ends at a root (trigger below
+    /// [`FIRST_RESOURCE_ID`]) or at a link whose `type_name` is `None` (not known).
+    pub fn chain(&self, key: Key, max: usize) -> Vec<ChainLink> {
+        let mut out = Vec::new();
+        let Some(mut cur) = self.trigger_of(key) else {
+            return out;
+        };
+        while cur >= FIRST_RESOURCE_ID && out.len() < max {
+            let k = (key.0, cur);
+            match self.describe(k) {
+                Some((type_name, trigger, stack)) => {
+                    out.push(ChainLink {
+                        id: cur,
+                        type_name: Some(type_name),
+                        stack,
+                    });
+                    // Why: a damaged trace could hold a trigger cycle.
+                    if trigger == cur {
+                        break;
+                    }
+                    cur = trigger;
+                }
+                None => {
+                    out.push(ChainLink {
+                        id: cur,
+                        type_name: None,
+                        stack: None,
+                    });
+                    break;
+                }
+            }
+        }
+        out
+    }
+
+    fn trigger_of(&self, key: Key) -> Option<u64> {
+        self.describe(key).map(|d| d.1)
+    }
+
+    /// Type, trigger and stack of a live or recently destroyed resource.
+    pub fn describe(&self, key: Key) -> Option<(StringId, u64, Option<StringId>)> {
+        if let Some(r) = self.live.get(&key) {
+            return Some((r.type_name, r.trigger, r.stack));
+        }
+        let t = self.tombs.get(self.tomb_slot(key)?)?.as_ref()?;
+        (t.key == key).then_some((t.type_name, t.trigger, t.stack))
+    }
+}

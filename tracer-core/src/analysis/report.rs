@@ -1,0 +1,335 @@
+//! The reports as text for people. (JSON is the report structs through serde.)
+
+use std::io::{self, Write};
+
+use super::leaks::{LeakGroup, LeakLink, LeakReport};
+use super::requests::RequestReport;
+use super::slow::SlowReport;
+use super::tree::{TreeNode, TreeReport};
+
+/// Nanoseconds as milliseconds, rounded to the microsecond (the clock ticks every ~50 µs, so
+/// more digits would be noise and make JSON unstable to compare).
+pub fn ms(ns: u64) -> f64 {
+    (ns as f64 / 1e3).round() / 1e3
+}
+
+/// Options of the text reports.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct TextOptions {
+    /// `leaks`: also list what is alive but not a leak.
+    pub all: bool,
+    /// Stack frames shown per group (default 0 means 5).
+    pub frames: usize,
+}
+
+fn site(s: &Option<String>) -> &str {
+    s.as_deref().unwrap_or("(no site)")
+}
+
+fn plural(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+pub fn write_tree_text(out: &mut impl Write, r: &TreeReport) -> io::Result<()> {
+    let view = if r.view == "exec" {
+        "executionAsyncId"
+    } else {
+        "triggerAsyncId"
+    };
+    if r.streams.is_empty() {
+        match r.root {
+            Some(id) => writeln!(out, "no resource #{id} in the selected stream")?,
+            None => writeln!(out, "no resources in the selected streams")?,
+        }
+    }
+    for s in &r.streams {
+        let who = if s.thread == 0 {
+            format!("pid {}", s.pid)
+        } else {
+            format!("pid {} worker {}", s.pid, s.thread)
+        };
+        write!(
+            out,
+            "{who}: {} in {} ({view} tree)",
+            plural(s.resources, "resource", "resources"),
+            plural(s.groups, "group", "groups")
+        )?;
+        if s.orphans > 0 {
+            write!(
+                out,
+                ", {} with an unknown parent shown at the top",
+                s.orphans
+            )?;
+        }
+        writeln!(out)?;
+        for n in &s.roots {
+            write_node(out, n, 1)?;
+        }
+    }
+    footer(out, r.dropped, r.truncated)
+}
+
+fn write_node(out: &mut impl Write, n: &TreeNode, depth: usize) -> io::Result<()> {
+    let pad = "  ".repeat(depth);
+    if n.count == 1 {
+        write!(
+            out,
+            "{pad}{} #{} {}",
+            n.type_name,
+            n.first_id,
+            site(&n.site)
+        )?;
+    } else {
+        write!(
+            out,
+            "{pad}x{} {} {} (first #{})",
+            n.count,
+            n.type_name,
+            site(&n.site),
+            n.first_id
+        )?;
+    }
+    if n.recursive {
+        write!(out, " (loop)")?;
+    }
+    write!(out, "  cb {}", n.callbacks)?;
+    if n.callbacks > 0 {
+        write!(out, " sync {:.1} ms wait {:.1} ms", n.sync_ms, n.wait_ms)?;
+    }
+    if let Some(l) = n.avg_life_ms {
+        write!(out, "  life {l:.1} ms")?;
+    }
+    if n.alive > 0 {
+        write!(out, "  alive {}", n.alive)?;
+    }
+    writeln!(out)?;
+    for c in &n.children {
+        write_node(out, c, depth + 1)?;
+    }
+    if n.hidden_groups > 0 {
+        writeln!(
+            out,
+            "{pad}  ... {} with {} not shown (--depth, --children, --lines)",
+            plural(n.hidden_groups, "group", "groups"),
+            plural(n.hidden_resources, "resource", "resources")
+        )?;
+    }
+    Ok(())
+}
+
+fn chain_text(chain: &[LeakLink]) -> String {
+    if chain.is_empty() {
+        return "created at the top level".to_owned();
+    }
+    let mut parts: Vec<String> = chain
+        .iter()
+        .map(|l| match (&l.type_name, &l.site) {
+            (Some(t), Some(s)) => format!("{t} #{} ({s})", l.id),
+            (Some(t), None) => format!("{t} #{}", l.id),
+            (None, _) => format!("#{} (gone)", l.id),
+        })
+        .collect();
+    if chain.last().is_some_and(|l| l.type_name.is_some()) {
+        parts.push("root".to_owned());
+    }
+    format!("triggered by {}", parts.join(" < "))
+}
+
+fn write_group(out: &mut impl Write, g: &LeakGroup, frames: usize) -> io::Result<()> {
+    write!(
+        out,
+        "{}: {} {} at {}",
+        g.class.name(),
+        g.count,
+        g.type_name,
+        site(&g.site)
+    )?;
+    if let Some(samples) = &g.samples {
+        let s: Vec<String> = samples.iter().map(u32::to_string).collect();
+        writeln!(
+            out,
+            ", growing for {:.1} ms (peak per tenth of the run: {})",
+            g.oldest_age_ms,
+            s.join(" ")
+        )?;
+    } else {
+        writeln!(out, ", oldest {:.1} ms", g.oldest_age_ms)?;
+    }
+    let e = &g.example;
+    let who = if e.thread == 0 {
+        format!("pid {}", e.pid)
+    } else {
+        format!("pid {} worker {}", e.pid, e.thread)
+    };
+    writeln!(
+        out,
+        "    example #{} ({who}), {}",
+        e.id,
+        chain_text(&e.chain)
+    )?;
+    for (i, f) in g.stack.iter().take(frames).enumerate() {
+        writeln!(out, "    {} {f}", if i == 0 { "at" } else { "  " })?;
+    }
+    if g.stack.len() > frames {
+        writeln!(out, "       ... {} more frames", g.stack.len() - frames)?;
+    }
+    Ok(())
+}
+
+pub fn write_leaks_text(out: &mut impl Write, r: &LeakReport, o: &TextOptions) -> io::Result<()> {
+    let frames = if o.frames == 0 { 5 } else { o.frames };
+    if r.leaks.is_empty() {
+        writeln!(out, "no leaks found")?;
+    } else {
+        let n: u64 = r.leaks.iter().map(|g| g.count).sum();
+        writeln!(
+            out,
+            "{} in {}:",
+            plural(n, "leaked resource", "leaked resources"),
+            plural(r.leaks.len() as u64, "group", "groups")
+        )?;
+        for g in &r.leaks {
+            write_group(out, g, frames)?;
+        }
+    }
+    if o.all {
+        writeln!(out, "not leaks:")?;
+        writeln!(
+            out,
+            "  settled, not yet collected: {} PROMISE (promise destroy waits for GC)",
+            r.settled_not_collected
+        )?;
+        writeln!(
+            out,
+            "  inside their callback at exit: {}",
+            r.running_at_exit
+        )?;
+        for (t, n) in &r.other_alive {
+            writeln!(out, "  alive at exit, not a leak class: {n} {t}")?;
+        }
+    } else if r.settled_not_collected > 0 || !r.other_alive.is_empty() {
+        writeln!(out, "(settled promises not yet collected and work cut short by the exit are not leaks; --all lists them)")?;
+    }
+    footer(out, r.dropped, r.truncated)
+}
+
+pub fn write_slow_text(out: &mut impl Write, r: &SlowReport) -> io::Result<()> {
+    if r.count == 0 {
+        writeln!(out, "no callback ran longer than {:.1} ms", r.threshold_ms)?;
+        return footer(out, r.dropped, r.truncated);
+    }
+    writeln!(
+        out,
+        "{} over {:.1} ms, {:.1} ms blocked in all{}:",
+        plural(r.count, "callback", "callbacks"),
+        r.threshold_ms,
+        r.blocked_ms,
+        if (r.count as usize) > r.callbacks.len() {
+            format!("; the {} longest", r.callbacks.len())
+        } else {
+            String::new()
+        }
+    )?;
+    writeln!(
+        out,
+        "{:>10} {:>10}  {:<19} {:<28} resource",
+        "sync ms", "start ms", "type", "site"
+    )?;
+    for c in &r.callbacks {
+        let who = if c.thread == 0 {
+            format!("pid {}", c.pid)
+        } else {
+            format!("pid {} worker {}", c.pid, c.thread)
+        };
+        write!(
+            out,
+            "{:>10.1} {:>10.1}  {:<19} {:<28} #{} callback {} ({who})",
+            c.sync_ms,
+            c.start_ms,
+            c.type_name,
+            site(&c.site),
+            c.id,
+            c.callback
+        )?;
+        if !c.finished {
+            write!(out, " unfinished at exit")?;
+        }
+        writeln!(out)?;
+    }
+    footer(out, r.dropped, r.truncated)
+}
+
+pub fn write_requests_text(out: &mut impl Write, r: &RequestReport) -> io::Result<()> {
+    if r.count == 0 {
+        writeln!(
+            out,
+            "no incoming HTTP requests (HTTPINCOMINGMESSAGE resources) in the trace"
+        )?;
+        return footer(out, r.dropped, r.truncated);
+    }
+    writeln!(
+        out,
+        "{}: p50 {:.1} ms  p95 {:.1} ms  p99 {:.1} ms  max {:.1} ms",
+        plural(r.count, "request", "requests"),
+        r.p50_ms,
+        r.p95_ms,
+        r.p99_ms,
+        r.max_ms
+    )?;
+    writeln!(
+        out,
+        "{:>10} {:>8} {:>8} {:>10}  request",
+        "latency ms", "sync ms", "wait ms", "start ms"
+    )?;
+    for q in &r.requests {
+        let name = q.label.clone().unwrap_or_else(|| "(no label)".to_owned());
+        let who = if q.thread == 0 {
+            format!("pid {}", q.pid)
+        } else {
+            format!("pid {} worker {}", q.pid, q.thread)
+        };
+        writeln!(
+            out,
+            "{:>10.1} {:>8.1} {:>8.1} {:>10.1}  {name} (#{}, {who}, {})",
+            q.latency_ms,
+            q.sync_ms,
+            q.wait_ms,
+            q.start_ms,
+            q.id,
+            plural(q.resources, "resource", "resources")
+        )?;
+        for s in &q.segments {
+            writeln!(
+                out,
+                "{:>41}waited {:.1} ms for {} #{} {}",
+                "",
+                s.wait_ms,
+                s.type_name,
+                s.id,
+                site(&s.site)
+            )?;
+        }
+    }
+    if (r.count as usize) > r.requests.len() {
+        writeln!(
+            out,
+            "({} more; --limit 0 lists all)",
+            r.count as usize - r.requests.len()
+        )?;
+    }
+    footer(out, r.dropped, r.truncated)
+}
+
+fn footer(out: &mut impl Write, dropped: u64, truncated: bool) -> io::Result<()> {
+    if dropped > 0 {
+        writeln!(out, "warning: the agent dropped {dropped} events (ring full); lifetimes and counts may be off")?;
+    }
+    if truncated {
+        writeln!(
+            out,
+            "warning: the trace is truncated; this covers its complete prefix"
+        )?;
+    }
+    Ok(())
+}

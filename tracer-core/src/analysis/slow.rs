@@ -1,0 +1,196 @@
+//! Callbacks that blocked the event loop: sync time (before to after) above a threshold.
+//!
+//! Keeps the `limit` longest in a heap, so memory is bounded whatever the trace. A callback
+//! still running when its stream ended (the app called `process.exit` inside it) counts up
+//! to the stream's last event and is marked unfinished.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+use serde::Serialize;
+
+use super::context::{Context, Pass};
+use super::lifecycle::{Lifecycle, Step};
+use crate::trace::{Event, StreamId, StringId};
+
+/// What `slow` looks for.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct SlowOptions {
+    /// Callbacks with more sync time than this blocked the loop (default 10 ms).
+    pub threshold_ns: u64,
+    /// How many to list, longest first (default 20).
+    pub limit: usize,
+}
+
+impl Default for SlowOptions {
+    fn default() -> Self {
+        SlowOptions {
+            threshold_ns: 10_000_000,
+            limit: 20,
+        }
+    }
+}
+
+/// One blocking callback.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SlowCallback {
+    pub pid: u32,
+    pub thread: u32,
+    pub id: u64,
+    #[serde(rename = "type")]
+    pub type_name: String,
+    pub site: Option<String>,
+    pub sync_ms: f64,
+    /// When the callback started, ms since the trace start.
+    pub start_ms: f64,
+    /// Which callback of the resource (1 = first).
+    pub callback: u32,
+    /// False when the stream ended inside the callback.
+    pub finished: bool,
+    pub stack: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SlowReport {
+    pub threshold_ms: f64,
+    /// Callbacks over the threshold, in all (the list holds at most `limit`).
+    pub count: u64,
+    /// Their sync time summed (they run on one thread each, so this is time the loop was
+    /// blocked, per thread).
+    pub blocked_ms: f64,
+    pub callbacks: Vec<SlowCallback>,
+    pub dropped: u64,
+    pub truncated: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Entry {
+    sync_ns: u64,
+    /// Ties: the earlier callback ranks higher.
+    start: Reverse<u64>,
+    stream: StreamId,
+    id: u64,
+    callback: u32,
+    finished: bool,
+    type_name: StringId,
+    stack: Option<StringId>,
+}
+
+/// The pass.
+#[derive(Debug)]
+pub struct Slow {
+    opts: SlowOptions,
+    life: Lifecycle,
+    top: BinaryHeap<Reverse<Entry>>,
+    count: u64,
+    blocked_ns: u64,
+}
+
+impl Slow {
+    pub fn new(opts: SlowOptions) -> Self {
+        Slow {
+            opts,
+            life: Lifecycle::with_tombstones(0),
+            top: BinaryHeap::new(),
+            count: 0,
+            blocked_ns: 0,
+        }
+    }
+
+    fn offer(&mut self, e: Entry) {
+        if e.sync_ns <= self.opts.threshold_ns {
+            return;
+        }
+        self.count += 1;
+        self.blocked_ns += e.sync_ns;
+        if self.opts.limit == 0 {
+            return;
+        }
+        if self.top.len() < self.opts.limit {
+            self.top.push(Reverse(e));
+        } else if self.top.peek().is_some_and(|min| e > min.0) {
+            self.top.pop();
+            self.top.push(Reverse(e));
+        }
+    }
+
+    pub fn finish(self, cx: &mut Context) -> SlowReport {
+        let mut entries: Vec<Entry> = self.top.into_iter().map(|r| r.0).collect();
+        entries.sort_unstable_by(|a, b| b.cmp(a));
+        let callbacks = entries
+            .into_iter()
+            .map(|e| {
+                let s = cx.stream(e.stream);
+                let site = cx.site(e.stack);
+                SlowCallback {
+                    pid: s.pid,
+                    thread: s.thread,
+                    id: e.id,
+                    type_name: cx.string(e.type_name).to_owned(),
+                    site: cx.site_string(site),
+                    sync_ms: super::ms(e.sync_ns),
+                    start_ms: super::ms(e.start.0),
+                    callback: e.callback,
+                    finished: e.finished,
+                    stack: cx.stack_frames(e.stack),
+                }
+            })
+            .collect();
+        SlowReport {
+            threshold_ms: super::ms(self.opts.threshold_ns),
+            count: self.count,
+            blocked_ms: super::ms(self.blocked_ns),
+            callbacks,
+            dropped: cx.dropped,
+            truncated: cx.truncated,
+        }
+    }
+}
+
+impl Pass for Slow {
+    #[inline]
+    fn event(&mut self, _cx: &mut Context, ev: &Event) {
+        if let Step::After {
+            res,
+            start_ns,
+            sync_ns,
+        } = self.life.apply(ev)
+        {
+            if sync_ns > self.opts.threshold_ns {
+                let e = Entry {
+                    sync_ns,
+                    start: Reverse(start_ns),
+                    stream: ev.stream,
+                    id: ev.id,
+                    callback: res.callbacks,
+                    finished: true,
+                    type_name: res.type_name,
+                    stack: res.stack,
+                };
+                self.offer(e);
+            }
+        }
+    }
+
+    fn stream_end(&mut self, _cx: &mut Context, stream: StreamId, end_ns: u64) {
+        let mut open = Vec::new();
+        self.life.drain_stream(stream, |(_, id), res| {
+            if let Some(start) = res.before_ns {
+                open.push(Entry {
+                    sync_ns: end_ns.saturating_sub(start),
+                    start: Reverse(start),
+                    stream,
+                    id,
+                    callback: res.callbacks,
+                    finished: false,
+                    type_name: res.type_name,
+                    stack: res.stack,
+                });
+            }
+        });
+        for e in open {
+            self.offer(e);
+        }
+    }
+}

@@ -1,0 +1,252 @@
+//! Synthetic traces for tests and benchmarks: a small builder, and a generated HTTP-server
+//! workload of any size.
+
+use std::io::{self, Write};
+
+use crate::trace::{Ending, Event, EventKind, StreamEnd, StreamId, TraceMeta, TraceWriter};
+
+/// Writes a trace event by event, with type names and stacks given as text.
+#[derive(Debug)]
+pub struct Synth<W: Write> {
+    w: TraceWriter<W>,
+    /// When set, events are held and written in time order (stable) at the stream's end:
+    /// tests describe resources one after another, the agent records in time order.
+    held: Option<Vec<Event>>,
+}
+
+/// Metadata of synthetic traces (50 µs clock).
+pub fn meta() -> TraceMeta {
+    TraceMeta {
+        command: vec!["node".into(), "app.js".into()],
+        cwd: "/srv/app".into(),
+        start_unix_ms: 1_700_000_000_000,
+        start_ns: 1,
+        writer_version: "synthetic".into(),
+        clock_tick_ns: 50_000,
+    }
+}
+
+impl Synth<Vec<u8>> {
+    /// A builder that sorts each stream's events by time.
+    pub fn in_memory() -> Self {
+        let mut s = Self::new(Vec::new()).expect("writing to a Vec cannot fail");
+        s.held = Some(Vec::new());
+        s
+    }
+}
+
+impl<W: Write> Synth<W> {
+    pub fn new(out: W) -> io::Result<Self> {
+        Ok(Synth {
+            w: TraceWriter::new(out, &meta())?,
+            held: None,
+        })
+    }
+
+    pub fn stream(&mut self, pid: u32, thread: u32) -> io::Result<StreamId> {
+        self.w.begin_stream(pid, thread, "v20.0.0")
+    }
+
+    fn ev(&mut self, stream: StreamId, ms: f64, id: u64, kind: EventKind) -> io::Result<()> {
+        let time_ns = (ms * 1e6).round() as u64;
+        let ev = Event {
+            stream,
+            time_ns,
+            id,
+            kind,
+        };
+        match &mut self.held {
+            Some(held) => {
+                held.push(ev);
+                Ok(())
+            }
+            None => self.w.event(&ev),
+        }
+    }
+
+    fn release(&mut self, stream: Option<StreamId>) -> io::Result<()> {
+        let Some(held) = &mut self.held else {
+            return Ok(());
+        };
+        let (mut out, keep): (Vec<Event>, Vec<Event>) = held
+            .drain(..)
+            .partition(|e| stream.map_or(true, |s| s == e.stream));
+        *held = keep;
+        out.sort_by_key(|e| (e.stream, e.time_ns));
+        for e in &out {
+            self.w.event(e)?;
+        }
+        Ok(())
+    }
+
+    /// An init; `stack` is `"fn\tpath:line:col\n..."` or a bare `path:line:col`.
+    pub fn init(
+        &mut self,
+        s: StreamId,
+        ms: f64,
+        id: u64,
+        ty: &str,
+        trigger: u64,
+        stack: Option<&str>,
+    ) -> io::Result<()> {
+        let type_name = self.w.intern(ty);
+        let stack = stack.map(|st| {
+            let text = if st.contains('\t') {
+                st.to_owned()
+            } else {
+                format!("\t{st}")
+            };
+            self.w.intern(&text)
+        });
+        self.ev(
+            s,
+            ms,
+            id,
+            EventKind::Init {
+                type_name,
+                trigger,
+                exec: trigger,
+                stack,
+            },
+        )
+    }
+
+    pub fn before(&mut self, s: StreamId, ms: f64, id: u64) -> io::Result<()> {
+        self.ev(s, ms, id, EventKind::Before)
+    }
+
+    pub fn after(&mut self, s: StreamId, ms: f64, id: u64) -> io::Result<()> {
+        self.ev(s, ms, id, EventKind::After)
+    }
+
+    /// A whole callback: before at `ms`, after `sync_ms` later.
+    pub fn callback(&mut self, s: StreamId, ms: f64, id: u64, sync_ms: f64) -> io::Result<()> {
+        self.before(s, ms, id)?;
+        self.after(s, ms + sync_ms, id)
+    }
+
+    pub fn destroy(&mut self, s: StreamId, ms: f64, id: u64) -> io::Result<()> {
+        self.ev(s, ms, id, EventKind::Destroy)
+    }
+
+    pub fn resolve(&mut self, s: StreamId, ms: f64, id: u64) -> io::Result<()> {
+        self.ev(s, ms, id, EventKind::PromiseResolve)
+    }
+
+    pub fn label(&mut self, s: StreamId, ms: f64, id: u64, text: &str) -> io::Result<()> {
+        let text = self.w.intern(text);
+        self.ev(s, ms, id, EventKind::Label { text })
+    }
+
+    pub fn end_stream(&mut self, stream: StreamId, events: u64) -> io::Result<()> {
+        self.release(Some(stream))?;
+        self.w.end_stream(&StreamEnd {
+            stream,
+            events,
+            dropped: 0,
+            malformed: 0,
+            ending: Ending::Exited { code: 0 },
+        })
+    }
+
+    pub fn finish(mut self) -> io::Result<W> {
+        self.release(None)?;
+        self.w.finish()
+    }
+}
+
+/// xorshift64*: deterministic workloads without a dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
+    }
+}
+
+/// An HTTP server under load, as async_hooks sees it, with at least `events` events: per
+/// request a connection (TCPWRAP), its parser (HTTPINCOMINGMESSAGE, labelled), an async
+/// handler of awaited promises, now and then a slow timer, and a leaked timer every 1000
+/// requests. Promises are destroyed in GC batches. Returns the number of events written.
+pub fn http_server_workload<W: Write>(out: W, events: u64, seed: u64) -> io::Result<(W, u64)> {
+    let mut s = Synth::new(out)?;
+    let st = s.stream(1000, 0)?;
+    let mut rng = Rng(seed | 1);
+    let mut n = 0u64;
+    let mut t = 0.0f64;
+    let mut id = 10u64;
+    s.init(st, t, 5, "TCPSERVERWRAP", 1, Some("listen\tserver.js:40:8"))?;
+    let mut gc: Vec<u64> = Vec::new();
+    let routes = ["GET /", "GET /users/7", "POST /orders", "GET /slow"];
+    let mut req_no = 0u64;
+    while n < events {
+        req_no += 1;
+        let (conn, msg) = (id, id + 1);
+        id += 2;
+        s.init(st, t, conn, "TCPWRAP", 5, None)?;
+        s.callback(st, t, 5, 0.01)?;
+        s.init(st, t, msg, "HTTPINCOMINGMESSAGE", conn, None)?;
+        t += 0.05;
+        s.before(st, t, msg)?;
+        let route = routes[rng.below(routes.len() as u64) as usize];
+        s.label(st, t, msg, route)?;
+        n += 7;
+        // The handler: an await chain.
+        let depth = 2 + rng.below(6);
+        let mut trigger = msg;
+        let mut chain = Vec::new();
+        for _ in 0..depth {
+            let p = id;
+            id += 1;
+            s.init(
+                st,
+                t,
+                p,
+                "PROMISE",
+                trigger,
+                Some("handler\tserver.js:12:9"),
+            )?;
+            chain.push(p);
+            trigger = p;
+        }
+        s.after(st, t, msg)?;
+        n += depth + 1;
+        if route == "GET /slow" {
+            let tm = id;
+            id += 1;
+            s.init(st, t, tm, "Timeout", trigger, Some("sleep\tserver.js:5:30"))?;
+            t += 2.0;
+            s.callback(st, t, tm, 0.05)?;
+            s.destroy(st, t, tm)?;
+            n += 4;
+        }
+        for &p in &chain {
+            t += 0.05 * rng.below(2) as f64;
+            s.resolve(st, t, p)?;
+            s.callback(st, t, p, 0.0)?;
+            gc.push(p);
+            n += 3;
+        }
+        if req_no % 1000 == 0 {
+            s.init(st, t, id, "Timeout", msg, Some("cache\tserver.js:30:5"))?;
+            id += 1;
+            n += 1;
+        }
+        s.callback(st, t, conn, 0.05)?;
+        s.destroy(st, t, msg)?;
+        s.destroy(st, t, conn)?;
+        n += 4;
+        if gc.len() >= 4096 {
+            n += gc.len() as u64;
+            for p in gc.drain(..) {
+                s.destroy(st, t, p)?;
+            }
+        }
+        t += 0.05 * rng.below(3) as f64;
+    }
+    s.end_stream(st, n)?;
+    Ok((s.finish()?, n))
+}
