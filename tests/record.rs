@@ -220,3 +220,35 @@ fn the_app_runs_untraced_when_the_agent_cannot_start() {
     assert_eq!(err.matches("the app runs untraced").count(), 1, "exactly one warning: {err}");
     assert!(out.stdout.is_empty(), "nothing on the app's stdout");
 }
+
+#[test]
+fn npm_start_traces_the_app_but_not_npm() {
+    let scratch = Scratch::new("npm");
+    let trace = scratch.path("t.bin");
+    let out = Command::new(asynctrace())
+        .arg("record")
+        .arg("-o")
+        .arg(&trace)
+        .args(["--", "npm", "start", "--silent"])
+        .current_dir(fixture("npm-app"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let info = info(&trace);
+    let procs = info["processes"].as_array().unwrap();
+    assert_eq!(procs.len(), 1, "only the app, not npm: {procs:?}");
+    assert!(procs[0]["argv"][1].as_str().unwrap().ends_with("npm-app/app.js"));
+    assert_eq!(info["types"]["Timeout"], 4, "three timeouts and one interval");
+}
+
+#[test]
+fn a_shell_script_that_starts_node_is_traced_and_keeps_its_exit_code() {
+    let scratch = Scratch::new("sh");
+    let trace = scratch.path("t.bin");
+    let script = format!("{} {} 4", node().display(), fixture("exit-code.js").display());
+    let out = Command::new(asynctrace()).arg("record").arg("-o").arg(&trace).args(["--", "sh", "-c", &script]).output().unwrap();
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    let info = info(&trace);
+    assert_eq!(info["processes"].as_array().unwrap().len(), 1);
+    assert_eq!(info["types"]["Timeout"], 3);
+}

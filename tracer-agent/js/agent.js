@@ -9,6 +9,10 @@
 (function asynctraceAgent() {
   const SESSION = process.env.ASYNCTRACE_SESSION;
   if (!SESSION) return;
+  // Package-manager launchers (`npm start`, `npx`, `yarn`, `pnpm`) are node processes too, but
+  // their async activity is not the app's: trace what they start, not them.
+  const main = process.argv[1] || '';
+  if (/[\\/](npm|npx|yarn|pnpm)(-cli)?(\.c?js)?$|[\\/]node_modules[\\/](npm|yarn|pnpm|corepack)[\\/]/.test(main)) return;
   const LOADED = Symbol.for('asynctrace.agent');
   if (globalThis[LOADED]) return;
   globalThis[LOADED] = true;
