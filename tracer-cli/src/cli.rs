@@ -20,6 +20,11 @@ pub enum Command {
     Record(RecordArgs),
     /// Summarise a trace: events, resource types, processes, threads, drops.
     Info(InfoArgs),
+    /// Draw a flame graph (SVG) of where time goes, one stack per resource: the trigger path
+    /// that led to it, weighted by its time in callbacks, its async wait, or a count.
+    Flame(FlameArgs),
+    /// Export a trace for other tools: Perfetto / chrome://tracing, speedscope, folded stacks.
+    Export(ExportArgs),
 }
 
 #[derive(Debug, Args)]
@@ -92,4 +97,81 @@ pub struct InfoArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
+}
+
+/// What a flame graph's widths measure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum WeightArg {
+    /// Time inside the resource's callbacks (µs).
+    #[default]
+    Sync,
+    /// Time the resource waited for its next callback (µs).
+    Async,
+    /// Resources created.
+    Count,
+}
+
+/// Which processes, threads and time window to look at.
+#[derive(Debug, Args)]
+pub struct FilterArgs {
+    /// Only this process.
+    #[arg(long, value_name = "PID")]
+    pub pid: Option<u32>,
+    /// Only this thread (worker threadId; 0 is the main thread).
+    #[arg(long, value_name = "N")]
+    pub thread: Option<u32>,
+    /// Start of the time window, ms since the trace start.
+    #[arg(long, value_name = "MS")]
+    pub from_ms: Option<f64>,
+    /// End of the time window, ms since the trace start.
+    #[arg(long, value_name = "MS")]
+    pub to_ms: Option<f64>,
+}
+
+#[derive(Debug, Args)]
+pub struct FlameArgs {
+    /// The trace file.
+    pub trace: PathBuf,
+    /// Write the SVG (or folded lines) here instead of stdout.
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    /// What widths measure.
+    #[arg(long, value_enum, default_value_t = WeightArg::Sync)]
+    pub weight: WeightArg,
+    /// A flame chart: stacks in time order, left to right, instead of merged.
+    #[arg(long)]
+    pub flamechart: bool,
+    /// Print the folded stacks (`a;b;c <weight>`) instead of the SVG.
+    #[arg(long)]
+    pub folded: bool,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+}
+
+/// Formats of `asynctrace export`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    /// Chrome Trace Event JSON (ui.perfetto.dev, chrome://tracing).
+    Chrome,
+    /// speedscope JSON (www.speedscope.app), weighted by --weight.
+    Speedscope,
+    /// Folded stacks, the lines `flame --folded` prints.
+    Folded,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The trace file.
+    pub trace: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum)]
+    pub format: ExportFormat,
+    /// Write here instead of stdout.
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    /// What stack weights measure (speedscope, folded).
+    #[arg(long, value_enum, default_value_t = WeightArg::Sync)]
+    pub weight: WeightArg,
+    #[command(flatten)]
+    pub filter: FilterArgs,
 }

@@ -1,5 +1,7 @@
 //! One module per subcommand.
 
+mod export;
+mod flame;
 mod info;
 mod record;
 
@@ -17,6 +19,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Record(args) => record::run(args),
         Command::Info(args) => info::run(args),
+        Command::Flame(args) => flame::run(args),
+        Command::Export(args) => export::run(args),
     }
 }
 
