@@ -19,3 +19,4 @@ pub mod trace;
 pub mod ingest;
 pub mod recorder;
 pub mod summary;
+pub mod export;

@@ -1,0 +1,413 @@
+//! Folded stacks: one stack per resource (its trigger path), weighted, added up per path.
+//!
+//! The per-resource lifecycle tracking here is private and minimal (path, wait start, open
+//! callbacks); it does only what weighting needs.
+
+use std::io::{self, Read, Write};
+
+use super::error::ExportError;
+use super::filter::Filter;
+use super::frames::{FrameId, FrameInfo};
+use super::hash::FxMap;
+use super::input::{pump, Handler, Input};
+use crate::trace::{Event, EventKind, StreamId, StreamInfo, TraceReader};
+
+/// What a stack's width measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Weight {
+    /// Microseconds inside the resource's callbacks (before -> after), excluding callbacks
+    /// nested in them, so that widths add up to the time spent in callbacks.
+    #[default]
+    Sync,
+    /// Microseconds the resource waited: from init, or from the end of a callback, to its
+    /// next callback. A wait that no callback ended (a timer still pending at the end) is not
+    /// counted.
+    Async,
+    /// Resources created.
+    Count,
+}
+
+impl Weight {
+    /// The unit of the counts: `µs` or `resources`.
+    pub fn unit(self) -> &'static str {
+        match self {
+            Weight::Sync | Weight::Async => "µs",
+            Weight::Count => "resources",
+        }
+    }
+
+    /// `sync`, `async` or `count`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Weight::Sync => "sync",
+            Weight::Async => "async",
+            Weight::Count => "count",
+        }
+    }
+}
+
+/// Options of [`fold`].
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct FoldOptions {
+    /// What a stack's width measures.
+    pub weight: Weight,
+    /// Which processes, threads and time window count. Weights are clipped to the window.
+    pub filter: Filter,
+    /// Keep stacks in time order, one per stretch of weight (a flame chart), instead of
+    /// adding up equal stacks. Memory then grows with the number of callbacks.
+    pub time_order: bool,
+}
+
+/// Index of a path: a frame under a parent path.
+pub type PathId = u32;
+const NO_PATH: PathId = PathId::MAX;
+const NO_TIME: u64 = u64::MAX;
+
+/// One weighted stack of [`Folded`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stack {
+    pub stream: StreamId,
+    pub path: PathId,
+    /// In [`Weight::unit`]s.
+    pub weight: u64,
+}
+
+/// The result of [`fold`]: distinct paths and their weights.
+#[derive(Debug, Clone)]
+pub struct Folded {
+    pub weight: Weight,
+    pub frames: Vec<FrameInfo>,
+    /// `(parent, frame)` per path; roots (a stream's frame) have no parent.
+    paths: Vec<(PathId, FrameId)>,
+    /// Non-zero stacks, sorted by their folded text, or in time order.
+    pub stacks: Vec<Stack>,
+    /// The selected streams, in order of appearance.
+    pub streams: Vec<StreamInfo>,
+    /// Events read from the selected streams.
+    pub events: u64,
+    /// The trace ended without its end marker; this is its complete prefix.
+    pub truncated: bool,
+}
+
+impl Folded {
+    /// The frames of a path, root (the stream) first.
+    pub fn frames_of(&self, path: PathId) -> Vec<FrameId> {
+        let mut out = Vec::new();
+        let mut p = path;
+        while let Some(&(parent, frame)) = self.paths.get(p as usize) {
+            out.push(frame);
+            p = parent;
+        }
+        out.reverse();
+        out
+    }
+
+    /// Folded lines, `a;b;c <weight>`. The stream's frame (`pid N`) leads each stack only
+    /// when more than one stream was selected.
+    pub fn lines(&self) -> Vec<String> {
+        let skip = usize::from(self.streams.len() <= 1);
+        self.stacks
+            .iter()
+            .map(|s| {
+                let mut line = String::new();
+                for (i, f) in self.frames_of(s.path).into_iter().skip(skip).enumerate() {
+                    if i > 0 {
+                        line.push(';');
+                    }
+                    line.push_str(self.frames.get(f as usize).map_or("", |i| i.name.as_str()));
+                }
+                line.push(' ');
+                line.push_str(&s.weight.to_string());
+                line
+            })
+            .collect()
+    }
+
+    /// Writes [`lines`](Self::lines), one per line.
+    pub fn write_lines(&self, mut out: impl Write) -> io::Result<()> {
+        for l in self.lines() {
+            writeln!(out, "{l}")?;
+        }
+        out.flush()
+    }
+
+    /// Sum of the weights.
+    pub fn total(&self) -> u64 {
+        self.stacks.iter().map(|s| s.weight).sum()
+    }
+}
+
+/// Reads the trace once and folds it into weighted stacks.
+pub fn fold<R: Read>(
+    mut reader: TraceReader<R>,
+    opts: &FoldOptions,
+) -> Result<Folded, ExportError> {
+    let mut f = Folder {
+        opts: opts.clone(),
+        paths: Vec::new(),
+        path_ids: FxMap::default(),
+        weights: Vec::new(),
+        timeline: Vec::new(),
+        streams: Vec::new(),
+    };
+    let mut input = Input::default();
+    let truncated = pump(&mut reader, &opts.filter, &mut input, &mut f)?;
+    // Callbacks still running when their stream ended (process.exit inside a callback).
+    for stream in 0..f.streams.len() {
+        let Some(mut st) = f.streams[stream].take() else {
+            continue;
+        };
+        let end = input
+            .slot(stream as StreamId)
+            .map_or(input.last_ns, |s| s.last_ns);
+        while !st.open.is_empty() {
+            f.close_top(&mut st, stream as StreamId, end);
+        }
+    }
+    let unit = |ns: u64| match opts.weight {
+        Weight::Count => ns,
+        Weight::Sync | Weight::Async => (ns + 500) / 1000,
+    };
+    let stream_of = |p: PathId| {
+        let root = f.root_of(p);
+        input
+            .streams
+            .iter()
+            .position(|s| s.root == root && s.selected)
+            .unwrap_or(0) as StreamId
+    };
+    let mut stacks: Vec<Stack> = if opts.time_order {
+        let mut t = std::mem::take(&mut f.timeline);
+        t.sort_by_key(|e| e.time);
+        t.into_iter()
+            .map(|e| Stack {
+                stream: e.stream,
+                path: e.path,
+                weight: unit(e.weight),
+            })
+            .filter(|s| s.weight > 0)
+            .collect()
+    } else {
+        f.weights
+            .iter()
+            .enumerate()
+            .filter(|(_, &w)| unit(w) > 0)
+            .map(|(p, &w)| Stack {
+                stream: stream_of(p as PathId),
+                path: p as PathId,
+                weight: unit(w),
+            })
+            .collect()
+    };
+    let mut folded = Folded {
+        weight: opts.weight,
+        frames: input.frames.list,
+        paths: f.paths,
+        stacks: Vec::new(),
+        streams: input
+            .streams
+            .iter()
+            .filter(|s| s.selected)
+            .map(|s| s.info.clone())
+            .collect(),
+        events: input.events,
+        truncated,
+    };
+    if !opts.time_order {
+        // Deterministic: by the folded text (what inferno sorts by, too).
+        let mut keyed: Vec<(String, Stack)> = Vec::with_capacity(stacks.len());
+        folded.stacks = std::mem::take(&mut stacks);
+        for (line, s) in folded.lines().into_iter().zip(folded.stacks.iter()) {
+            keyed.push((line, *s));
+        }
+        keyed.sort_by(|a, b| a.0.cmp(&b.0));
+        stacks = keyed.into_iter().map(|(_, s)| s).collect();
+    }
+    folded.stacks = stacks;
+    Ok(folded)
+}
+
+struct Res {
+    path: PathId,
+    /// Start of the current wait, or NO_TIME during a callback.
+    wait_from: u64,
+}
+
+struct Open {
+    id: u64,
+    path: PathId,
+    start: u64,
+    /// Windowed time of callbacks nested in this one.
+    nested: u64,
+}
+
+struct StreamState {
+    live: FxMap<u64, Res>,
+    open: Vec<Open>,
+    root: PathId,
+    no_init: PathId,
+}
+
+struct Stretch {
+    time: u64,
+    stream: StreamId,
+    path: PathId,
+    weight: u64,
+}
+
+struct Folder {
+    opts: FoldOptions,
+    paths: Vec<(PathId, FrameId)>,
+    path_ids: FxMap<(PathId, FrameId), PathId>,
+    /// Per path, in ns (count: resources).
+    weights: Vec<u64>,
+    timeline: Vec<Stretch>,
+    streams: Vec<Option<StreamState>>,
+}
+
+impl Folder {
+    #[inline]
+    fn path(&mut self, parent: PathId, frame: FrameId) -> PathId {
+        let next = self.paths.len() as PathId;
+        let id = *self.path_ids.entry((parent, frame)).or_insert(next);
+        if id == next {
+            self.paths.push((parent, frame));
+            self.weights.push(0);
+        }
+        id
+    }
+
+    fn root_of(&self, mut p: PathId) -> FrameId {
+        while let Some(&(parent, frame)) = self.paths.get(p as usize) {
+            if parent == NO_PATH {
+                return frame;
+            }
+            p = parent;
+        }
+        FrameId::MAX
+    }
+
+    #[inline]
+    fn add(&mut self, stream: StreamId, path: PathId, weight: u64, time: u64) {
+        if weight == 0 {
+            return;
+        }
+        if self.opts.time_order {
+            match self.timeline.last_mut() {
+                Some(last) if last.stream == stream && last.path == path => last.weight += weight,
+                _ => self.timeline.push(Stretch {
+                    time,
+                    stream,
+                    path,
+                    weight,
+                }),
+            }
+        } else if let Some(w) = self.weights.get_mut(path as usize) {
+            *w += weight;
+        }
+    }
+
+    fn close_top(&mut self, st: &mut StreamState, stream: StreamId, t: u64) {
+        let Some(o) = st.open.pop() else { return };
+        let dur = self.opts.filter.clip(o.start, t);
+        if let Some(parent) = st.open.last_mut() {
+            parent.nested += dur;
+        }
+        if self.opts.weight == Weight::Sync {
+            self.add(stream, o.path, dur.saturating_sub(o.nested), o.start);
+        }
+        if let Some(r) = st.live.get_mut(&o.id) {
+            r.wait_from = t;
+        }
+    }
+
+    #[inline]
+    fn event(&mut self, input: &mut Input, st: &mut StreamState, stream: StreamId, ev: &Event) {
+        let t = ev.time_ns;
+        match ev.kind {
+            EventKind::Init {
+                type_name,
+                trigger,
+                stack,
+                ..
+            } => {
+                let frame = input.frames.resource(&input.strings, type_name, stack);
+                let parent = st.live.get(&trigger).map_or(st.root, |r| r.path);
+                let path = self.path(parent, frame);
+                st.live.insert(ev.id, Res { path, wait_from: t });
+                if self.opts.weight == Weight::Count && self.opts.filter.contains(t) {
+                    self.add(stream, path, 1, t);
+                }
+            }
+            EventKind::Before => {
+                let r = st.live.entry(ev.id).or_insert(Res {
+                    path: st.no_init,
+                    wait_from: NO_TIME,
+                });
+                let (path, from) = (r.path, std::mem::replace(&mut r.wait_from, NO_TIME));
+                if self.opts.weight == Weight::Async && from != NO_TIME {
+                    let w = self.opts.filter.clip(from, t);
+                    self.add(stream, path, w, from);
+                }
+                st.open.push(Open {
+                    id: ev.id,
+                    path,
+                    start: t,
+                    nested: 0,
+                });
+            }
+            EventKind::After => {
+                // Why search: an `after` whose `before` was dropped must not close another.
+                if let Some(pos) = st.open.iter().rposition(|o| o.id == ev.id) {
+                    while st.open.len() > pos {
+                        self.close_top(st, stream, t);
+                    }
+                }
+            }
+            EventKind::Destroy => {
+                st.live.remove(&ev.id);
+            }
+            EventKind::PromiseResolve | EventKind::Label { .. } => {}
+        }
+    }
+}
+
+impl Handler for Folder {
+    fn events(
+        &mut self,
+        input: &mut Input,
+        stream: StreamId,
+        events: &[Event],
+    ) -> Result<(), ExportError> {
+        let Some(mut st) = self.streams.get_mut(stream as usize).and_then(Option::take) else {
+            return Ok(());
+        };
+        for ev in events {
+            self.event(input, &mut st, stream, ev);
+        }
+        self.streams[stream as usize] = Some(st);
+        Ok(())
+    }
+
+    fn stream_start(&mut self, input: &mut Input, stream: StreamId) -> Result<(), ExportError> {
+        let Some(root_frame) = input.slot(stream).map(|s| s.root) else {
+            return Ok(());
+        };
+        let root = self.path(NO_PATH, root_frame);
+        let no_init_frame = input.frames.named("(no init)");
+        let no_init = self.path(root, no_init_frame);
+        let i = stream as usize;
+        if self.streams.len() <= i {
+            self.streams.resize_with(i + 1, || None);
+        }
+        self.streams[i] = Some(StreamState {
+            live: FxMap::default(),
+            open: Vec::new(),
+            root,
+            no_init,
+        });
+        Ok(())
+    }
+}
