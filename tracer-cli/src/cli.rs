@@ -20,6 +20,14 @@ pub enum Command {
     Record(RecordArgs),
     /// Summarise a trace: events, resource types, processes, threads, drops.
     Info(InfoArgs),
+    /// The triggerAsyncId tree (or --exec: executionAsyncId), identical siblings folded.
+    Tree(TreeArgs),
+    /// What was still alive at the end, by leak class and creation site, and sites that grew.
+    Leaks(LeaksArgs),
+    /// Callbacks that blocked the event loop longest (sync time over a threshold).
+    Slow(SlowArgs),
+    /// Incoming HTTP requests by latency, with where each one waited.
+    Requests(RequestsArgs),
     /// Draw a flame graph (SVG) of where time goes, one stack per resource: the trigger path
     /// that led to it, weighted by its time in callbacks, its async wait, or a count.
     Flame(FlameArgs),
@@ -174,4 +182,77 @@ pub struct ExportArgs {
     pub weight: WeightArg,
     #[command(flatten)]
     pub filter: FilterArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct TreeArgs {
+    /// The trace file.
+    pub trace: PathBuf,
+    /// Show only the subtree of this async id (in the first selected process and thread).
+    #[arg(long, value_name = "ID")]
+    pub root: Option<u64>,
+    /// Levels to show below the top.
+    #[arg(long, default_value_t = 10)]
+    pub depth: usize,
+    /// Child groups to show per group (the earliest first).
+    #[arg(long, default_value_t = 20)]
+    pub children: usize,
+    /// Groups to show in all; the rest is summarised.
+    #[arg(long, default_value_t = 400)]
+    pub lines: usize,
+    /// Only this process.
+    #[arg(long, value_name = "PID")]
+    pub pid: Option<u32>,
+    /// Only this thread (worker threadId; 0 is the main thread).
+    #[arg(long, value_name = "N")]
+    pub thread: Option<u32>,
+    /// Parent = executionAsyncId at init (when it was created) instead of triggerAsyncId (why).
+    #[arg(long)]
+    pub exec: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct LeaksArgs {
+    /// The trace file.
+    pub trace: PathBuf,
+    /// Also list what is alive but not a leak (settled promises not yet collected, work cut
+    /// short by the exit).
+    #[arg(long)]
+    pub all: bool,
+    /// Exit with status 1 when a leak is found (for CI).
+    #[arg(long)]
+    pub fail: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct SlowArgs {
+    /// The trace file.
+    pub trace: PathBuf,
+    /// Callbacks with more sync time than this blocked the event loop.
+    #[arg(long, value_name = "MS", default_value_t = 10.0)]
+    pub threshold_ms: f64,
+    /// How many to list, longest first.
+    #[arg(long, default_value_t = 20)]
+    pub limit: usize,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct RequestsArgs {
+    /// The trace file.
+    pub trace: PathBuf,
+    /// Requests to list, slowest first (0: all); percentiles cover all of them.
+    #[arg(long, default_value_t = 20)]
+    pub limit: usize,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
 }

@@ -3,7 +3,11 @@
 mod export;
 mod flame;
 mod info;
+mod leaks;
 mod record;
+mod requests;
+mod slow;
+mod tree;
 
 use std::fs::File;
 use std::io::BufReader;
@@ -19,6 +23,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Record(args) => record::run(args),
         Command::Info(args) => info::run(args),
+        Command::Tree(args) => tree::run(args),
+        Command::Leaks(args) => leaks::run(args),
+        Command::Slow(args) => slow::run(args),
+        Command::Requests(args) => requests::run(args),
         Command::Flame(args) => flame::run(args),
         Command::Export(args) => export::run(args),
     }
