@@ -40,9 +40,21 @@ unsafe impl<M: RingMemory> RingMemory for &M {
     }
 }
 
+// SAFETY: the Arc keeps the memory alive and hands out the same region as its contents.
+unsafe impl<M: RingMemory> RingMemory for std::sync::Arc<M> {
+    fn as_ptr(&self) -> *mut u8 {
+        (**self).as_ptr()
+    }
+    fn len(&self) -> usize {
+        (**self).len()
+    }
+}
+
 /// A heap region for rings that are not shared between processes (tests, Miri, benchmarks).
 pub struct HeapMemory {
-    words: Box<[AlignedBlock]>,
+    /// From `Box::into_raw`, so writes through it are allowed (a pointer taken from a shared
+    /// borrow of the box would only permit reads; Miri checks this).
+    blocks: std::ptr::NonNull<[AlignedBlock]>,
     len: usize,
 }
 
@@ -52,25 +64,35 @@ struct AlignedBlock([u8; 64]);
 impl HeapMemory {
     /// A zeroed region of `len` bytes.
     pub fn zeroed(len: usize) -> Self {
-        let blocks = len.div_ceil(64);
-        let words = (0..blocks).map(|_| AlignedBlock([0; 64])).collect();
-        Self { words, len }
+        let boxed: Box<[AlignedBlock]> = (0..len.div_ceil(64)).map(|_| AlignedBlock([0; 64])).collect();
+        let blocks = std::ptr::NonNull::from(Box::leak(boxed));
+        Self { blocks, len }
     }
 }
 
-// SAFETY: the boxed slice is 64-aligned, at least `len` bytes, never resized, and only touched
-// through the atomics and copies below; it lives as long as `HeapMemory`.
+impl Drop for HeapMemory {
+    fn drop(&mut self) {
+        // SAFETY: `blocks` came from `Box::leak` in `zeroed` and is freed only here, once.
+        drop(unsafe { Box::from_raw(self.blocks.as_ptr()) });
+    }
+}
+
+// SAFETY: the allocation is 64-aligned, at least `len` bytes, never resized, writable through
+// `blocks`, and lives until `HeapMemory` is dropped.
 unsafe impl RingMemory for HeapMemory {
     fn as_ptr(&self) -> *mut u8 {
-        self.words.as_ptr() as *mut u8
+        self.blocks.as_ptr() as *mut u8
     }
     fn len(&self) -> usize {
         self.len
     }
 }
 
-// SAFETY: a `&HeapMemory` only hands out the raw pointer; all access goes through the ring,
-// which synchronises with atomics.
+// SAFETY: the region is plain bytes; all shared access goes through the ring's atomics and
+// the protocol that keeps producer and consumer on different slots.
+unsafe impl Send for HeapMemory {}
+
+// SAFETY: as for `Send`.
 unsafe impl Sync for HeapMemory {}
 
 /// Why a region is not a ring we can read.

@@ -5,9 +5,11 @@ fn info() -> WriterInfo {
     WriterInfo { pid: 42, thread: 3, node_version: "v20.20.2".into(), start_ns: 123 }
 }
 
-fn ring(capacity: u32) -> (Producer<&'static HeapMemory>, Consumer<&'static HeapMemory>) {
-    let mem: &'static HeapMemory = Box::leak(Box::new(HeapMemory::zeroed(header::ring_bytes(capacity))));
-    let p = Producer::create(mem, capacity, &info()).unwrap();
+type Shared = std::sync::Arc<HeapMemory>;
+
+fn ring(capacity: u32) -> (Producer<Shared>, Consumer<Shared>) {
+    let mem = Shared::new(HeapMemory::zeroed(header::ring_bytes(capacity)));
+    let p = Producer::create(mem.clone(), capacity, &info()).unwrap();
     let c = Consumer::open(mem).unwrap();
     (p, c)
 }
