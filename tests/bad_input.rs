@@ -15,7 +15,10 @@ fn assert_clean_failure(out: &Output, needle: &str) {
     assert_eq!(out.status.code(), Some(2), "exit code for: {err}");
     assert!(err.starts_with("asynctrace: error: "), "one error line: {err}");
     assert!(err.contains(needle), "expected {needle:?} in: {err}");
-    assert!(!err.contains("panicked") && !err.contains("RUST_BACKTRACE"), "no panic: {err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("RUST_BACKTRACE"),
+        "no panic: {err}"
+    );
     assert_eq!(err.trim_end().lines().count(), 1, "a single line: {err}");
 }
 
@@ -58,13 +61,27 @@ fn info_on_a_truncated_trace_analyses_the_prefix_and_warns() {
     let bytes = std::fs::read(&full).unwrap();
     let cut = s.path("cut.bin");
     std::fs::write(&cut, &bytes[..bytes.len() * 2 / 3]).unwrap();
-    let out = Command::new(asynctrace()).args(["info", "--format", "json"]).arg(&cut).output().unwrap();
-    assert!(out.status.success(), "a truncated trace is still analysed: {}", stderr(&out));
+    let out = Command::new(asynctrace())
+        .args(["info", "--format", "json"])
+        .arg(&cut)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "a truncated trace is still analysed: {}",
+        stderr(&out)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["truncated"], true);
     let full_info = info(&full);
-    let (cut_n, full_n) = (v["events"]["init"].as_u64().unwrap(), full_info["events"]["init"].as_u64().unwrap());
-    assert!(cut_n > 0 && cut_n < full_n, "prefix has some but not all events: {cut_n} of {full_n}");
+    let (cut_n, full_n) = (
+        v["events"]["init"].as_u64().unwrap(),
+        full_info["events"]["init"].as_u64().unwrap(),
+    );
+    assert!(
+        cut_n > 0 && cut_n < full_n,
+        "prefix has some but not all events: {cut_n} of {full_n}"
+    );
     assert!(stderr(&out).contains("truncated"), "warns: {}", stderr(&out));
 }
 
@@ -95,7 +112,10 @@ fn record_of_a_missing_command_says_command_not_found() {
 
 #[test]
 fn record_rejects_a_ring_size_that_is_not_a_power_of_two() {
-    let out = Command::new(asynctrace()).args(["record", "--ring-records", "1000", "--", "node", "-e", "1"]).output().unwrap();
+    let out = Command::new(asynctrace())
+        .args(["record", "--ring-records", "1000", "--", "node", "-e", "1"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("power of two"), "{}", stderr(&out));
 }

@@ -17,11 +17,23 @@ fn assert_counts_match(fixture_name: &str) {
     let info = info(&trace);
     let expected = count_hook(fixture_name, &[]);
     let got_types = counts(&info["types"]);
-    assert_eq!(got_types, expected.types, "{fixture_name}: init count per type (left: asynctrace, right: reference hook)");
+    assert_eq!(
+        got_types, expected.types,
+        "{fixture_name}: init count per type (left: asynctrace, right: reference hook)"
+    );
     for hook in ["init", "before", "after"] {
-        assert_eq!(info["events"][hook].as_u64(), expected.events.get(hook).copied(), "{fixture_name}: {hook} events");
+        assert_eq!(
+            info["events"][hook].as_u64(),
+            expected.events.get(hook).copied(),
+            "{fixture_name}: {hook} events"
+        );
     }
-    let threads: usize = info["processes"].as_array().unwrap().iter().map(|p| p["threads"].as_array().unwrap().len()).sum();
+    let threads: usize = info["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["threads"].as_array().unwrap().len())
+        .sum();
     assert_eq!(threads, expected.threads, "{fixture_name}: number of traced threads");
     assert_eq!(info["dropped"], 0, "{fixture_name}: no drops at the default ring size");
     assert_eq!(info["truncated"], false);
@@ -121,7 +133,9 @@ fn sigkilled_app_gives_137_and_a_readable_trace() {
         .unwrap();
     // Wait until the app has done real work, then kill the app (not asynctrace).
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
     assert_eq!(line, "ready\n");
     let app = find_child_pid(child.id()).expect("the app's pid");
     Command::new("kill").arg("-KILL").arg(app.to_string()).status().unwrap();
@@ -158,10 +172,21 @@ fn sigterm_to_record_reaches_the_app_and_the_trace_is_finished() {
         .spawn()
         .unwrap();
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
     let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(128 + 15), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(128 + 15),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let info = info(&trace);
     assert_eq!(info["truncated"], false);
     assert_eq!(info["processes"][0]["exit"], serde_json::json!({"signal": "SIGTERM"}));
@@ -179,13 +204,25 @@ fn drops_are_exact_with_a_tiny_ring() {
     let dropped = info["dropped"].as_u64().unwrap();
     assert!(dropped > 0, "a 64-record ring must overflow on 120k events: {info}");
     let thread = &info["processes"][0]["threads"][0];
-    assert_eq!(thread["dropped"].as_u64().unwrap(), dropped, "drops are shown per thread");
+    assert_eq!(
+        thread["dropped"].as_u64().unwrap(),
+        dropped,
+        "drops are shown per thread"
+    );
     let hooks = ["init", "before", "after", "destroy", "promiseResolve"];
     let recorded: u64 = hooks.iter().map(|k| info["events"][k].as_u64().unwrap()).sum();
     let reference = count_hook("many-events.js", &args);
     let seen: u64 = hooks.iter().map(|k| reference.events[*k]).sum();
-    assert_eq!(recorded + dropped, seen, "recorded {recorded} + dropped {dropped} = events the hooks saw");
-    assert!(stderr(&out).contains(&format!("dropped {dropped}")), "record's summary shows the drops: {}", stderr(&out));
+    assert_eq!(
+        recorded + dropped,
+        seen,
+        "recorded {recorded} + dropped {dropped} = events the hooks saw"
+    );
+    assert!(
+        stderr(&out).contains(&format!("dropped {dropped}")),
+        "record's summary shows the drops: {}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -197,7 +234,10 @@ fn staged_fallback_records_the_same_counts() {
     let info = info(&trace);
     let expected = count_hook("timers.js", &[]);
     assert_eq!(counts(&info["types"]), expected.types);
-    assert_eq!(info["events"]["before"].as_u64(), expected.events.get("before").copied());
+    assert_eq!(
+        info["events"]["before"].as_u64(),
+        expected.events.get("before").copied()
+    );
 }
 
 #[test]
@@ -217,7 +257,11 @@ fn the_app_runs_untraced_when_the_agent_cannot_start() {
         .unwrap();
     assert_eq!(out.status.code(), Some(5), "the app still ran and kept its exit code");
     let err = stderr(&out);
-    assert_eq!(err.matches("the app runs untraced").count(), 1, "exactly one warning: {err}");
+    assert_eq!(
+        err.matches("the app runs untraced").count(),
+        1,
+        "exactly one warning: {err}"
+    );
     assert!(out.stdout.is_empty(), "nothing on the app's stdout");
 }
 
@@ -246,7 +290,13 @@ fn a_shell_script_that_starts_node_is_traced_and_keeps_its_exit_code() {
     let scratch = Scratch::new("sh");
     let trace = scratch.path("t.bin");
     let script = format!("{} {} 4", node().display(), fixture("exit-code.js").display());
-    let out = Command::new(asynctrace()).arg("record").arg("-o").arg(&trace).args(["--", "sh", "-c", &script]).output().unwrap();
+    let out = Command::new(asynctrace())
+        .arg("record")
+        .arg("-o")
+        .arg(&trace)
+        .args(["--", "sh", "-c", &script])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
     let info = info(&trace);
     assert_eq!(info["processes"].as_array().unwrap().len(), 1);

@@ -10,7 +10,10 @@ use serde_json::Value;
 
 /// The workspace root.
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_owned()
 }
 
 /// `asynctrace`, built by `cargo build` in the same profile as this test.
@@ -20,7 +23,11 @@ pub fn asynctrace() -> PathBuf {
     }
     // target/<profile>/deps/<test> -> target/<profile>/asynctrace
     let exe = std::env::current_exe().expect("test executable path");
-    let bin = exe.parent().and_then(Path::parent).expect("target dir").join("asynctrace");
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .join("asynctrace");
     assert!(
         bin.is_file(),
         "{} is missing: build the workspace first (`cargo build --release --workspace`, as scripts/test.sh does)",
@@ -31,7 +38,9 @@ pub fn asynctrace() -> PathBuf {
 
 /// The node binary under test: `$ASYNCTRACE_TEST_NODE` (the version matrix) or `node`.
 pub fn node() -> PathBuf {
-    std::env::var_os("ASYNCTRACE_TEST_NODE").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("node"))
+    std::env::var_os("ASYNCTRACE_TEST_NODE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("node"))
 }
 
 pub fn fixture(name: &str) -> PathBuf {
@@ -43,7 +52,10 @@ pub struct Scratch(pub PathBuf);
 
 impl Scratch {
     pub fn new(tag: &str) -> Self {
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
         let p = std::env::temp_dir().join(format!("asynctrace-e2e-{tag}-{}-{nanos}", std::process::id()));
         std::fs::create_dir_all(&p).unwrap();
         Self(p)
@@ -62,7 +74,14 @@ impl Drop for Scratch {
 /// Runs `asynctrace record [extra] -o <trace> -- node <fixture> [args]`.
 pub fn record(trace: &Path, extra: &[&str], fixture_name: &str, args: &[&str]) -> Output {
     let mut cmd = Command::new(asynctrace());
-    cmd.arg("record").args(extra).arg("-o").arg(trace).arg("--").arg(node()).arg(fixture(fixture_name)).args(args);
+    cmd.arg("record")
+        .args(extra)
+        .arg("-o")
+        .arg(trace)
+        .arg("--")
+        .arg(node())
+        .arg(fixture(fixture_name))
+        .args(args);
     cmd.current_dir(root());
     let out = cmd.output().expect("run asynctrace record");
     out
@@ -70,8 +89,18 @@ pub fn record(trace: &Path, extra: &[&str], fixture_name: &str, args: &[&str]) -
 
 /// `asynctrace info --format json`, parsed; panics with stderr when it fails.
 pub fn info(trace: &Path) -> Value {
-    let out = Command::new(asynctrace()).arg("info").arg("--format").arg("json").arg(trace).output().unwrap();
-    assert!(out.status.success(), "info failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(asynctrace())
+        .arg("info")
+        .arg("--format")
+        .arg("json")
+        .arg(trace)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "info failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).expect("info prints JSON")
 }
 
@@ -94,8 +123,16 @@ pub fn count_hook(fixture_name: &str, args: &[&str]) -> Counts {
         .current_dir(root())
         .output()
         .unwrap();
-    assert!(out.status.success(), "fixture {fixture_name} failed under the count hook: {}", String::from_utf8_lossy(&out.stderr));
-    let mut c = Counts { types: BTreeMap::new(), events: BTreeMap::new(), threads: 0 };
+    assert!(
+        out.status.success(),
+        "fixture {fixture_name} failed under the count hook: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut c = Counts {
+        types: BTreeMap::new(),
+        events: BTreeMap::new(),
+        threads: 0,
+    };
     for entry in std::fs::read_dir(&scratch.0).unwrap() {
         let v: Value = serde_json::from_slice(&std::fs::read(entry.unwrap().path()).unwrap()).unwrap();
         c.threads += 1;

@@ -39,10 +39,12 @@ fn start_clock(tick_us: u32) {
     CLOCK_THREAD.get_or_init(|| {
         CLOCK.store((monotonic_ns() as f64).to_bits(), Ordering::Relaxed);
         let tick = Duration::from_micros(tick_us.clamp(5, 100_000) as u64);
-        let _ = std::thread::Builder::new().name("asynctrace-clock".into()).spawn(move || loop {
-            std::thread::sleep(tick);
-            CLOCK.store((monotonic_ns() as f64).to_bits(), Ordering::Relaxed);
-        });
+        let _ = std::thread::Builder::new()
+            .name("asynctrace-clock".into())
+            .spawn(move || loop {
+                std::thread::sleep(tick);
+                CLOCK.store((monotonic_ns() as f64).to_bits(), Ordering::Relaxed);
+            });
     });
 }
 
@@ -53,8 +55,10 @@ fn err(msg: impl Into<String>) -> Error {
 /// Header offsets, so the JavaScript side never hard-codes them.
 #[napi(catch_unwind)]
 pub fn layout() -> std::collections::HashMap<String, u32> {
-    let mut m: std::collections::HashMap<String, u32> =
-        header::layout().iter().map(|(k, v)| (k.to_string(), *v as u32)).collect();
+    let mut m: std::collections::HashMap<String, u32> = header::layout()
+        .iter()
+        .map(|(k, v)| (k.to_string(), *v as u32))
+        .collect();
     m.insert("recordFormat".into(), record::RECORD_FORMAT_VERSION);
     m.insert("ringFormat".into(), header::RING_FORMAT_VERSION);
     m
@@ -67,9 +71,14 @@ pub fn monotonic_now() -> f64 {
 }
 
 fn create_ring(dir: &str, capacity: u32, pid: u32, thread: u32, node_version: String) -> Result<&'static SharedRing> {
-    let info = WriterInfo { pid, thread, node_version, start_ns: monotonic_ns() };
-    let ring = shm::create(Path::new(dir), capacity, &info)
-        .map_err(|e| err(format!("cannot create ring in {dir}: {e}")))?;
+    let info = WriterInfo {
+        pid,
+        thread,
+        node_version,
+        start_ns: monotonic_ns(),
+    };
+    let ring =
+        shm::create(Path::new(dir), capacity, &info).map_err(|e| err(format!("cannot create ring in {dir}: {e}")))?;
     // Never unmapped: JavaScript and the reader may touch it until the process ends.
     Ok(Box::leak(Box::new(ring)))
 }
@@ -127,7 +136,9 @@ pub fn open_staged_ring(dir: String, capacity: u32, pid: u32, thread: u32, node_
 #[napi(catch_unwind)]
 pub fn flush_staged(handle: u32, staged: Float64Array, count: u32) -> Result<u32> {
     let mut rings = STAGED.lock().map_err(|_| err("staged rings poisoned"))?;
-    let producer = rings.get_mut(handle as usize).ok_or_else(|| err("unknown ring handle"))?;
+    let producer = rings
+        .get_mut(handle as usize)
+        .ok_or_else(|| err("unknown ring handle"))?;
     let words: &[f64] = &staged;
     let n = (count as usize).min(words.len() / 4);
     let mut batch: Vec<RawRecord> = Vec::with_capacity(n);
@@ -155,7 +166,11 @@ pub fn flush_staged(handle: u32, staged: Float64Array, count: u32) -> Result<u32
         }
         batch.push(raw);
     }
-    Ok(if producer.push_all(&batch, hook_events).is_err() { hook_events as u32 } else { 0 })
+    Ok(if producer.push_all(&batch, hook_events).is_err() {
+        hook_events as u32
+    } else {
+        0
+    })
 }
 
 /// Marks a staged ring's writer state (the direct path does this from JavaScript).
@@ -163,6 +178,13 @@ pub fn flush_staged(handle: u32, staged: Float64Array, count: u32) -> Result<u32
 pub fn set_staged_state(handle: u32, exited: bool, exit_code: i32) -> Result<()> {
     let rings = STAGED.lock().map_err(|_| err("staged rings poisoned"))?;
     let producer = rings.get(handle as usize).ok_or_else(|| err("unknown ring handle"))?;
-    producer.set_state(if exited { WriterState::Exited } else { WriterState::Running }, exit_code);
+    producer.set_state(
+        if exited {
+            WriterState::Exited
+        } else {
+            WriterState::Running
+        },
+        exit_code,
+    );
     Ok(())
 }

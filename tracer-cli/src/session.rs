@@ -46,8 +46,15 @@ impl Session {
     /// Creates the directory on `/dev/shm` when it exists (rings are memory there), else in
     /// the temporary directory.
     pub fn create() -> anyhow::Result<Self> {
-        let base = if Path::new("/dev/shm").is_dir() { PathBuf::from("/dev/shm") } else { std::env::temp_dir() };
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+        let base = if Path::new("/dev/shm").is_dir() {
+            PathBuf::from("/dev/shm")
+        } else {
+            std::env::temp_dir()
+        };
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
         let dir = base.join(format!("asynctrace-{}-{nanos:x}", std::process::id()));
         std::fs::create_dir(&dir).with_context(|| format!("cannot create session directory {}", dir.display()))?;
         let session = Self { dir };
@@ -73,7 +80,11 @@ impl Drop for Session {
 /// `NODE_OPTIONS` with our preload added to whatever the user already had.
 pub fn node_options(existing: Option<&std::ffi::OsStr>, agent_js: &Path) -> std::ffi::OsString {
     // NODE_OPTIONS splits on spaces unless quoted; escape what could end the quotes.
-    let quoted = agent_js.display().to_string().replace('\\', "\\\\").replace('"', "\\\"");
+    let quoted = agent_js
+        .display()
+        .to_string()
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"");
     let mut v = std::ffi::OsString::new();
     if let Some(e) = existing.filter(|e| !e.is_empty()) {
         v.push(e);

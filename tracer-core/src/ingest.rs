@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::io::{self, Write};
 
-use crate::record::{decode, Record, RawRecord, RECORD_SIZE};
+use crate::record::{decode, RawRecord, Record, RECORD_SIZE};
 use crate::trace::{Event, EventKind, StreamId, StringId, TraceWriter};
 
 /// The writer's own account of itself, from its `Exit` record.
@@ -133,11 +133,29 @@ impl StreamDecoder {
                 }
             };
             let (id, kind) = match rec {
-                Record::Init { id, trigger, exec, type_id, stack_id } => {
+                Record::Init {
+                    id,
+                    trigger,
+                    exec,
+                    type_id,
+                    stack_id,
+                } => {
                     self.counts.init += 1;
                     let type_name = self.string(type_id as u64, out);
-                    let stack = if stack_id == 0 { None } else { Some(self.string(stack_id, out)) };
-                    (id, EventKind::Init { type_name, trigger, exec, stack })
+                    let stack = if stack_id == 0 {
+                        None
+                    } else {
+                        Some(self.string(stack_id, out))
+                    };
+                    (
+                        id,
+                        EventKind::Init {
+                            type_name,
+                            trigger,
+                            exec,
+                            stack,
+                        },
+                    )
                 }
                 Record::Before { id } => {
                     self.counts.before += 1;
@@ -155,7 +173,12 @@ impl StreamDecoder {
                     self.counts.promise_resolve += 1;
                     (id, EventKind::PromiseResolve)
                 }
-                Record::Label { id, string_id } => (id, EventKind::Label { text: self.string(string_id, out) }),
+                Record::Label { id, string_id } => (
+                    id,
+                    EventKind::Label {
+                        text: self.string(string_id, out),
+                    },
+                ),
                 Record::Clock { ns } => {
                     // Times never run backwards within a stream, whatever the ring says.
                     self.time_ns = self.time_ns.max(ns.saturating_sub(self.start_ns));
@@ -166,7 +189,11 @@ impl StreamDecoder {
                         let sid = out.intern("");
                         self.strings.insert(id, sid);
                     } else {
-                        self.pending = Some(PendingString { local_id: id, len: len as usize, bytes: Vec::with_capacity(len as usize) });
+                        self.pending = Some(PendingString {
+                            local_id: id,
+                            len: len as usize,
+                            bytes: Vec::with_capacity(len as usize),
+                        });
                     }
                     continue;
                 }
@@ -182,7 +209,12 @@ impl StreamDecoder {
                     continue;
                 }
             };
-            out.event(&Event { stream: self.stream, time_ns: self.time_ns, id, kind })?;
+            out.event(&Event {
+                stream: self.stream,
+                time_ns: self.time_ns,
+                id,
+                kind,
+            })?;
         }
         Ok(())
     }

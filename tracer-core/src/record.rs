@@ -80,17 +80,45 @@ impl RecordKind {
 /// A decoded record.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Record {
-    Init { id: u64, trigger: u64, exec: u64, type_id: u32, stack_id: u64 },
-    Before { id: u64 },
-    After { id: u64 },
-    Destroy { id: u64 },
-    PromiseResolve { id: u64 },
-    Clock { ns: u64 },
+    Init {
+        id: u64,
+        trigger: u64,
+        exec: u64,
+        type_id: u32,
+        stack_id: u64,
+    },
+    Before {
+        id: u64,
+    },
+    After {
+        id: u64,
+    },
+    Destroy {
+        id: u64,
+    },
+    PromiseResolve {
+        id: u64,
+    },
+    Clock {
+        ns: u64,
+    },
     /// The next `ceil(len / 32)` records are the string's bytes.
-    String { id: u64, len: u32 },
-    Meta { string_id: u64 },
-    Exit { code: i64, seen: u64, dropped: u64 },
-    Label { id: u64, string_id: u64 },
+    String {
+        id: u64,
+        len: u32,
+    },
+    Meta {
+        string_id: u64,
+    },
+    Exit {
+        code: i64,
+        seen: u64,
+        dropped: u64,
+    },
+    Label {
+        id: u64,
+        string_id: u64,
+    },
 }
 
 /// Why a record could not be decoded.
@@ -151,7 +179,13 @@ pub fn decode(raw: &RawRecord) -> Result<Record, DecodeError> {
     let kind = RecordKind::from_u8(k).ok_or(DecodeError::UnknownKind(k))?;
     let w = |i| uint(word(raw, i));
     Ok(match kind {
-        RecordKind::Init => Record::Init { id: w(1)?, trigger: w(2)?, exec: w(3)?, type_id: a, stack_id: b },
+        RecordKind::Init => Record::Init {
+            id: w(1)?,
+            trigger: w(2)?,
+            exec: w(3)?,
+            type_id: a,
+            stack_id: b,
+        },
         RecordKind::Before => Record::Before { id: w(1)? },
         RecordKind::After => Record::After { id: w(1)? },
         RecordKind::Destroy => Record::Destroy { id: w(1)? },
@@ -165,17 +199,33 @@ pub fn decode(raw: &RawRecord) -> Result<Record, DecodeError> {
             Record::String { id: b, len: len as u32 }
         }
         RecordKind::Meta => Record::Meta { string_id: b },
-        RecordKind::Exit => Record::Exit { code: int(word(raw, 1))?, seen: w(2)?, dropped: w(3)? },
-        RecordKind::Label => Record::Label { id: w(1)?, string_id: b },
+        RecordKind::Exit => Record::Exit {
+            code: int(word(raw, 1))?,
+            seen: w(2)?,
+            dropped: w(3)?,
+        },
+        RecordKind::Label => Record::Label {
+            id: w(1)?,
+            string_id: b,
+        },
     })
 }
 
 /// Encodes a record; what the JS agent does by hand, used by the native fallback and tests.
 pub fn encode(rec: &Record) -> RawRecord {
     let (w0, w1, w2, w3) = match *rec {
-        Record::Init { id, trigger, exec, type_id, stack_id } => {
-            (pack(RecordKind::Init, type_id, stack_id), id as f64, trigger as f64, exec as f64)
-        }
+        Record::Init {
+            id,
+            trigger,
+            exec,
+            type_id,
+            stack_id,
+        } => (
+            pack(RecordKind::Init, type_id, stack_id),
+            id as f64,
+            trigger as f64,
+            exec as f64,
+        ),
         Record::Before { id } => (pack(RecordKind::Before, 0, 0), id as f64, 0.0, 0.0),
         Record::After { id } => (pack(RecordKind::After, 0, 0), id as f64, 0.0, 0.0),
         Record::Destroy { id } => (pack(RecordKind::Destroy, 0, 0), id as f64, 0.0, 0.0),
@@ -212,7 +262,13 @@ mod tests {
     fn record() -> impl Strategy<Value = Record> {
         prop_oneof![
             (id(), id(), id(), 0u32..(1 << 16), 0u64..(1 << 33)).prop_map(|(id, trigger, exec, type_id, stack_id)| {
-                Record::Init { id, trigger, exec, type_id, stack_id }
+                Record::Init {
+                    id,
+                    trigger,
+                    exec,
+                    type_id,
+                    stack_id,
+                }
             }),
             id().prop_map(|id| Record::Before { id }),
             id().prop_map(|id| Record::After { id }),

@@ -61,9 +61,20 @@ impl RecordSummary {
 }
 
 enum Msg {
-    Start { ring: usize, info: WriterInfo },
-    Records { ring: usize, records: Vec<RawRecord> },
-    End { ring: usize, dropped: u64, ending: Ending, error: Option<String> },
+    Start {
+        ring: usize,
+        info: WriterInfo,
+    },
+    Records {
+        ring: usize,
+        records: Vec<RawRecord>,
+    },
+    End {
+        ring: usize,
+        dropped: u64,
+        ending: Ending,
+        error: Option<String>,
+    },
 }
 
 /// How the process that `record` started ended, once known.
@@ -90,7 +101,11 @@ pub struct Recorder {
 impl Recorder {
     /// Starts watching `dir` and writing to `out`. `start_ns` is the trace's time origin.
     pub fn start<W: Write + Send + 'static>(dir: &Path, out: TraceWriter<W>, start_ns: u64) -> Self {
-        let shared = Arc::new(Shared { stop: AtomicBool::new(false), main_pid: std::sync::atomic::AtomicU32::new(0), main: Mutex::new(None) });
+        let shared = Arc::new(Shared {
+            stop: AtomicBool::new(false),
+            main_pid: std::sync::atomic::AtomicU32::new(0),
+            main: Mutex::new(None),
+        });
         let (tx, rx) = crossbeam_channel::bounded::<Msg>(256);
         let writer = std::thread::Builder::new()
             .name("asynctrace-writer".into())
@@ -102,7 +117,11 @@ impl Recorder {
             .name("asynctrace-discovery".into())
             .spawn(move || discover_loop(&dir, tx, s))
             .expect("spawn discovery thread");
-        Self { shared, discovery, writer }
+        Self {
+            shared,
+            discovery,
+            writer,
+        }
     }
 
     /// Names the process `record` started, so that its rings end with its exit status rather
@@ -117,7 +136,10 @@ impl Recorder {
         *self.shared.main.lock().expect("main status lock") = Some((main_pid, main));
         self.shared.stop.store(true, Ordering::Release);
         let unreadable = self.discovery.join().unwrap_or_default();
-        let streams = self.writer.join().map_err(|_| io::Error::other("trace writer thread panicked"))??;
+        let streams = self
+            .writer
+            .join()
+            .map_err(|_| io::Error::other("trace writer thread panicked"))??;
         Ok(RecordSummary { streams, unreadable })
     }
 }
@@ -132,7 +154,10 @@ fn discover_loop(dir: &Path, tx: Sender<Msg>, shared: Arc<Shared>) -> Vec<(PathB
         if let Ok(entries) = std::fs::read_dir(dir) {
             for entry in entries.flatten() {
                 let path = entry.path();
-                let is_ring = path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.ends_with(RING_SUFFIX) && !n.starts_with('.'));
+                let is_ring = path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.ends_with(RING_SUFFIX) && !n.starts_with('.'));
                 if !is_ring || !seen.insert(path.clone()) {
                     continue;
                 }
@@ -248,7 +273,12 @@ fn drain_loop(ring: usize, mut consumer: Consumer<SharedRing>, tx: Sender<Msg>, 
         }
     };
     let dropped = consumer.status().dropped;
-    let _ = tx.send(Msg::End { ring, dropped, ending, error });
+    let _ = tx.send(Msg::End {
+        ring,
+        dropped,
+        ending,
+        error,
+    });
 }
 
 struct Stream {
@@ -273,21 +303,37 @@ fn write_loop<W: Write>(rx: Receiver<Msg>, mut out: TraceWriter<W>, start_ns: u6
                 if streams.len() <= ring {
                     streams.resize_with(ring + 1, || None);
                 }
-                streams[ring] = Some(Stream { id, info, decoder: StreamDecoder::new(id, start_ns), ended: None });
+                streams[ring] = Some(Stream {
+                    id,
+                    info,
+                    decoder: StreamDecoder::new(id, start_ns),
+                    ended: None,
+                });
             }
             Some(Msg::Records { ring, records }) => {
                 if let Some(Some(s)) = streams.get_mut(ring) {
                     s.decoder.feed(&records, &mut out)?;
                 }
             }
-            Some(Msg::End { ring, dropped, ending, error }) => {
+            Some(Msg::End {
+                ring,
+                dropped,
+                ending,
+                error,
+            }) => {
                 if let Some(Some(s)) = streams.get_mut(ring) {
                     let (mut malformed, _) = s.decoder.malformed();
                     if error.is_some() {
                         malformed += 1;
                     }
                     let counts = s.decoder.counts();
-                    out.end_stream(&StreamEnd { stream: s.id, events: counts.total(), dropped, malformed, ending: ending.clone() })?;
+                    out.end_stream(&StreamEnd {
+                        stream: s.id,
+                        events: counts.total(),
+                        dropped,
+                        malformed,
+                        ending: ending.clone(),
+                    })?;
                     s.ended = Some(StreamSummary {
                         pid: s.info.pid,
                         thread: s.info.thread,

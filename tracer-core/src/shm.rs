@@ -53,7 +53,10 @@ pub fn ring_file_name(pid: u32, thread: u32) -> String {
 /// Creates, initialises and publishes a ring file in `dir`.
 pub fn create(dir: &Path, capacity: u32, info: &WriterInfo) -> io::Result<SharedRing> {
     if !capacity.is_power_of_two() {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "ring capacity must be a power of two"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "ring capacity must be a power of two",
+        ));
     }
     let name = ring_file_name(info.pid, info.thread);
     let tmp = dir.join(format!(".{name}.tmp"));
@@ -61,7 +64,10 @@ pub fn create(dir: &Path, capacity: u32, info: &WriterInfo) -> io::Result<Shared
     let file = OpenOptions::new().read(true).write(true).create_new(true).open(&tmp)?;
     file.set_len(header::ring_bytes(capacity) as u64)?;
     let map = MmapRaw::map_raw(&file)?;
-    let ring = SharedRing { map, path: path.clone() };
+    let ring = SharedRing {
+        map,
+        path: path.clone(),
+    };
     init_header(&ring, capacity, info).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
     std::fs::rename(&tmp, &path)?;
     Ok(ring)
@@ -76,10 +82,16 @@ pub unsafe fn open(path: &Path) -> io::Result<SharedRing> {
     let file = OpenOptions::new().read(true).write(true).open(path)?;
     let len = file.metadata()?.len();
     if len < header::HEADER_SIZE as u64 {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("ring file {} is too small", path.display())));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("ring file {} is too small", path.display()),
+        ));
     }
     let map = MmapRaw::map_raw(&file)?;
-    Ok(SharedRing { map, path: path.to_owned() })
+    Ok(SharedRing {
+        map,
+        path: path.to_owned(),
+    })
 }
 
 /// Opens a file only to check it exists and is readable (used for error messages).
@@ -97,7 +109,12 @@ mod tests {
     fn a_ring_written_through_one_mapping_reads_through_another() {
         let dir = std::env::temp_dir().join(format!("asynctrace-shm-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let info = WriterInfo { pid: 7, thread: 1, node_version: "v24.0.0".into(), start_ns: 5 };
+        let info = WriterInfo {
+            pid: 7,
+            thread: 1,
+            node_version: "v24.0.0".into(),
+            start_ns: 5,
+        };
         let w = create(&dir, 16, &info).unwrap();
         let path = w.path().to_owned();
         assert!(path.ends_with("7-1.ring"));

@@ -49,7 +49,9 @@ impl From<&Ending> for ExitJson {
     fn from(e: &Ending) -> Self {
         match e {
             Ending::Exited { code } => ExitJson::Code { code: *code },
-            Ending::Signaled { signal } => ExitJson::Signal { signal: signal_name(*signal) },
+            Ending::Signaled { signal } => ExitJson::Signal {
+                signal: signal_name(*signal),
+            },
             Ending::Vanished => ExitJson::Other("vanished"),
             Ending::Running => ExitJson::Other("running"),
         }
@@ -131,7 +133,15 @@ pub fn summarize<R: Read>(mut reader: TraceReader<R>) -> Result<TraceSummary, Tr
             Item::StreamStart(info) => {
                 streams.insert(
                     info.stream,
-                    StreamAcc { pid: info.pid, thread: info.thread, node: info.node_version, argv: Vec::new(), events: 0, types: BTreeMap::new(), end: None },
+                    StreamAcc {
+                        pid: info.pid,
+                        thread: info.thread,
+                        node: info.node_version,
+                        argv: Vec::new(),
+                        events: 0,
+                        types: BTreeMap::new(),
+                        end: None,
+                    },
                 );
             }
             Item::StreamMeta { stream, json } => {
@@ -151,7 +161,12 @@ pub fn summarize<R: Read>(mut reader: TraceReader<R>) -> Result<TraceSummary, Tr
         }
     }
     let truncated = reader.truncated();
-    let name = |id: u32| strings.get(id as usize).cloned().unwrap_or_else(|| format!("<string {id}>"));
+    let name = |id: u32| {
+        strings
+            .get(id as usize)
+            .cloned()
+            .unwrap_or_else(|| format!("<string {id}>"))
+    };
     let mut types = BTreeMap::new();
     for (id, n) in types_by_id {
         *types.entry(name(id)).or_default() += n;
@@ -179,7 +194,14 @@ pub fn summarize<R: Read>(mut reader: TraceReader<R>) -> Result<TraceSummary, Tr
         for (id, n) in &s.types {
             *thread_types.entry(name(*id)).or_default() += n;
         }
-        p.threads.push(ThreadSummary { thread: s.thread, events: s.events, dropped: d, malformed: m, types: thread_types, exit });
+        p.threads.push(ThreadSummary {
+            thread: s.thread,
+            events: s.events,
+            dropped: d,
+            malformed: m,
+            types: thread_types,
+            exit,
+        });
     }
     Ok(TraceSummary {
         command: meta.command,

@@ -21,7 +21,10 @@ pub fn run(args: InfoArgs) -> anyhow::Result<ExitCode> {
         Format::Text => write_text(&mut out, &args.trace.display().to_string(), &s)?,
     }
     if s.truncated {
-        eprintln!("asynctrace: warning: {} is truncated; this is the analysis of its complete prefix", args.trace.display());
+        eprintln!(
+            "asynctrace: warning: {} is truncated; this is the analysis of its complete prefix",
+            args.trace.display()
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -36,7 +39,11 @@ fn exit_text(e: &Option<ExitJson>) -> String {
 }
 
 fn write_text(out: &mut impl Write, name: &str, s: &TraceSummary) -> std::io::Result<()> {
-    writeln!(out, "trace:     {name}{}", if s.truncated { " (truncated)" } else { "" })?;
+    writeln!(
+        out,
+        "trace:     {name}{}",
+        if s.truncated { " (truncated)" } else { "" }
+    )?;
     writeln!(out, "command:   {}", s.command.join(" "))?;
     writeln!(out, "duration:  {:.1} ms", s.duration_ms)?;
     let e = &s.events;
@@ -50,7 +57,16 @@ fn write_text(out: &mut impl Write, name: &str, s: &TraceSummary) -> std::io::Re
         e.destroy,
         e.promise_resolve
     )?;
-    writeln!(out, "dropped:   {}{}", s.dropped, if s.dropped > 0 { " (ring full; record with a larger --ring-records)" } else { "" })?;
+    writeln!(
+        out,
+        "dropped:   {}{}",
+        s.dropped,
+        if s.dropped > 0 {
+            " (ring full; record with a larger --ring-records)"
+        } else {
+            ""
+        }
+    )?;
     if s.malformed > 0 {
         writeln!(out, "malformed: {} records skipped", s.malformed)?;
     }
@@ -62,9 +78,20 @@ fn write_text(out: &mut impl Write, name: &str, s: &TraceSummary) -> std::io::Re
     }
     writeln!(out, "processes:")?;
     for p in &s.processes {
-        writeln!(out, "  pid {} node {} {}: {}", p.pid, p.node, exit_text(&p.exit), p.argv.join(" "))?;
+        writeln!(
+            out,
+            "  pid {} node {} {}: {}",
+            p.pid,
+            p.node,
+            exit_text(&p.exit),
+            p.argv.join(" ")
+        )?;
         for t in &p.threads {
-            let label = if t.thread == 0 { "main thread".to_string() } else { format!("worker {}", t.thread) };
+            let label = if t.thread == 0 {
+                "main thread".to_string()
+            } else {
+                format!("worker {}", t.thread)
+            };
             write!(out, "    {label}: {} events, {} dropped", t.events, t.dropped)?;
             if t.thread != 0 {
                 write!(out, ", {}", exit_text(&t.exit))?;

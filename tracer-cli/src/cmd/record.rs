@@ -20,19 +20,28 @@ pub fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
     let start_ns = monotonic_ns();
     let meta = TraceMeta {
         command: args.command.iter().map(|a| a.to_string_lossy().into_owned()).collect(),
-        cwd: std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_default(),
-        start_unix_ms: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0),
+        cwd: std::env::current_dir()
+            .map(|d| d.display().to_string())
+            .unwrap_or_default(),
+        start_unix_ms: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0),
         start_ns,
         writer_version: env!("CARGO_PKG_VERSION").to_string(),
         clock_tick_ns: args.clock_us as u64 * 1000,
     };
-    let file = File::create(&args.output).with_context(|| format!("cannot create trace file {}", args.output.display()))?;
+    let file =
+        File::create(&args.output).with_context(|| format!("cannot create trace file {}", args.output.display()))?;
     let writer = TraceWriter::new(BufWriter::with_capacity(1 << 20, file), &meta)
         .with_context(|| format!("cannot write trace file {}", args.output.display()))?;
 
     let mut cmd = Command::new(&program);
     cmd.args(&args.command[1..])
-        .env("NODE_OPTIONS", session::node_options(std::env::var_os("NODE_OPTIONS").as_deref(), &session.agent_js()))
+        .env(
+            "NODE_OPTIONS",
+            session::node_options(std::env::var_os("NODE_OPTIONS").as_deref(), &session.agent_js()),
+        )
         .env("ASYNCTRACE_SESSION", session.dir())
         .env("ASYNCTRACE_ADDON", &addon)
         .env("ASYNCTRACE_RING_RECORDS", args.ring_records.to_string())
@@ -116,16 +125,30 @@ fn print_summary(s: &RecordSummary, main: MainExit, output: &std::path::Path) {
         );
     }
     for t in s.streams.iter().filter(|t| t.malformed > 0) {
-        eprintln!("asynctrace:   pid {} thread {}: {} malformed records skipped", t.pid, t.thread, t.malformed);
+        eprintln!(
+            "asynctrace:   pid {} thread {}: {} malformed records skipped",
+            t.pid, t.thread, t.malformed
+        );
     }
     for t in s.streams.iter().filter(|t| matches!(t.ending, Ending::Vanished)) {
-        eprintln!("asynctrace:   pid {} thread {} ended without running its exit handler", t.pid, t.thread);
+        eprintln!(
+            "asynctrace:   pid {} thread {} ended without running its exit handler",
+            t.pid, t.thread
+        );
     }
     for (path, why) in &s.unreadable {
         eprintln!("asynctrace:   could not read ring {}: {why}", path.display());
     }
-    let per_event = if events > 0 { format!(", {:.1} bytes/event", bytes as f64 / events as f64) } else { String::new() };
-    eprintln!("asynctrace: wrote {} ({}{per_event})", output.display(), human_bytes(bytes));
+    let per_event = if events > 0 {
+        format!(", {:.1} bytes/event", bytes as f64 / events as f64)
+    } else {
+        String::new()
+    };
+    eprintln!(
+        "asynctrace: wrote {} ({}{per_event})",
+        output.display(),
+        human_bytes(bytes)
+    );
 }
 
 fn human_bytes(b: u64) -> String {
@@ -159,20 +182,23 @@ mod signals {
     pub fn forward_to(pid: u32) -> anyhow::Result<Forwarder> {
         let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP, SIGQUIT])?;
         let handle = signals.handle();
-        std::thread::Builder::new().name("asynctrace-signals".into()).spawn(move || {
-            for sig in signals.forever() {
-                // A terminal's Ctrl-C already reached the app (same foreground process group);
-                // sending it again would make a graceful app see two.
-                if (sig == SIGINT || sig == SIGQUIT) && in_terminal_foreground() {
-                    continue;
+        std::thread::Builder::new()
+            .name("asynctrace-signals".into())
+            .spawn(move || {
+                for sig in signals.forever() {
+                    // A terminal's Ctrl-C already reached the app (same foreground process group);
+                    // sending it again would make a graceful app see two.
+                    if (sig == SIGINT || sig == SIGQUIT) && in_terminal_foreground() {
+                        continue;
+                    }
+                    if let (Some(p), Some(s)) = (
+                        rustix::process::Pid::from_raw(pid as i32),
+                        rustix::process::Signal::from_named_raw(sig),
+                    ) {
+                        let _ = rustix::process::kill_process(p, s);
+                    }
                 }
-                if let (Some(p), Some(s)) =
-                    (rustix::process::Pid::from_raw(pid as i32), rustix::process::Signal::from_named_raw(sig))
-                {
-                    let _ = rustix::process::kill_process(p, s);
-                }
-            }
-        })?;
+            })?;
         Ok(Forwarder(handle))
     }
 

@@ -201,7 +201,10 @@ fn validate(mem: &impl RingMemory) -> Result<u32, OpenError> {
     }
     let version = atomic_u32(mem, OFF_VERSION).load(Ordering::Relaxed);
     if version != RING_FORMAT_VERSION {
-        return Err(OpenError::Version { found: version, expected: RING_FORMAT_VERSION });
+        return Err(OpenError::Version {
+            found: version,
+            expected: RING_FORMAT_VERSION,
+        });
     }
     if atomic_u32(mem, OFF_RECORD_SIZE).load(Ordering::Relaxed) != RECORD_SIZE as u32 {
         return Err(OpenError::Inconsistent("record size"));
@@ -240,14 +243,26 @@ impl<M: RingMemory> Producer<M> {
     /// Initialises the header in `mem` and returns the producer.
     pub fn create(mem: M, capacity: u32, info: &WriterInfo) -> Result<Self, OpenError> {
         init_header(&mem, capacity, info)?;
-        Ok(Self { mem, capacity, write: 0, limit: capacity as u64, dropped: 0 })
+        Ok(Self {
+            mem,
+            capacity,
+            write: 0,
+            limit: capacity as u64,
+            dropped: 0,
+        })
     }
 
     /// Attaches to a ring whose header is already initialised and nothing was written yet.
     pub fn attach(mem: M) -> Result<Self, OpenError> {
         let capacity = validate(&mem)?;
         let write = atomic_u32(&mem, OFF_WRITE).load(Ordering::Acquire) as u64;
-        Ok(Self { mem, capacity, write, limit: write, dropped: 0 })
+        Ok(Self {
+            mem,
+            capacity,
+            write,
+            limit: write,
+            dropped: 0,
+        })
     }
 
     /// Room for `n` more records right now.
@@ -328,7 +343,11 @@ impl<M: RingMemory> Consumer<M> {
     pub fn writer(&self) -> WriterInfo {
         let mut v = Vec::with_capacity(NODE_VERSION_LEN);
         for i in 0..NODE_VERSION_LEN / 8 {
-            v.extend_from_slice(&atomic_u64(&self.mem, OFF_NODE_VERSION + i * 8).load(Ordering::Acquire).to_le_bytes());
+            v.extend_from_slice(
+                &atomic_u64(&self.mem, OFF_NODE_VERSION + i * 8)
+                    .load(Ordering::Acquire)
+                    .to_le_bytes(),
+            );
         }
         let end = v.iter().position(|&b| b == 0).unwrap_or(v.len());
         let start = f64::from_bits(atomic_u64(&self.mem, OFF_START_NS).load(Ordering::Relaxed));
@@ -336,7 +355,11 @@ impl<M: RingMemory> Consumer<M> {
             pid: atomic_u32(&self.mem, OFF_PID).load(Ordering::Relaxed),
             thread: atomic_u32(&self.mem, OFF_THREAD).load(Ordering::Relaxed),
             node_version: String::from_utf8_lossy(&v[..end]).into_owned(),
-            start_ns: if start.is_finite() && start >= 0.0 { start as u64 } else { 0 },
+            start_ns: if start.is_finite() && start >= 0.0 {
+                start as u64
+            } else {
+                0
+            },
         }
     }
 
@@ -347,7 +370,11 @@ impl<M: RingMemory> Consumer<M> {
         WriterStatus {
             state,
             exit_code: atomic_u32(&self.mem, OFF_EXIT_CODE).load(Ordering::Relaxed) as i32,
-            dropped: if dropped.is_finite() && dropped >= 0.0 { dropped as u64 } else { 0 },
+            dropped: if dropped.is_finite() && dropped >= 0.0 {
+                dropped as u64
+            } else {
+                0
+            },
         }
     }
 

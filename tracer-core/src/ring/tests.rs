@@ -2,7 +2,12 @@ use super::*;
 use crate::record::{decode, encode, Record};
 
 fn info() -> WriterInfo {
-    WriterInfo { pid: 42, thread: 3, node_version: "v20.20.2".into(), start_ns: 123 }
+    WriterInfo {
+        pid: 42,
+        thread: 3,
+        node_version: "v20.20.2".into(),
+        start_ns: 123,
+    }
 }
 
 type Shared = std::sync::Arc<HeapMemory>;
