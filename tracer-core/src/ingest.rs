@@ -219,3 +219,115 @@ impl StreamDecoder {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::encode;
+    use crate::trace::{Item, TraceMeta, TraceReader};
+    use proptest::prelude::*;
+
+    fn items(records: &[RawRecord], split: usize) -> (Vec<Item>, StreamDecoder) {
+        let mut w = TraceWriter::new(Vec::new(), &TraceMeta::default()).unwrap();
+        let stream = w.begin_stream(1, 0, "v20").unwrap();
+        let mut d = StreamDecoder::new(stream, 1_000);
+        let split = split.min(records.len());
+        d.feed(&records[..split], &mut w).unwrap();
+        d.feed(&records[split..], &mut w).unwrap();
+        let bytes = w.finish().unwrap();
+        let r = TraceReader::new(&bytes[..]).unwrap();
+        (r.map(|i| i.unwrap()).collect(), d)
+    }
+
+    fn string_records(id: u64, text: &str) -> Vec<RawRecord> {
+        let mut v = vec![encode(&Record::String {
+            id,
+            len: text.len() as u32,
+        })];
+        for chunk in text.as_bytes().chunks(RECORD_SIZE) {
+            let mut raw = [0u8; RECORD_SIZE];
+            raw[..chunk.len()].copy_from_slice(chunk);
+            v.push(raw);
+        }
+        v
+    }
+
+    #[test]
+    fn strings_straddling_batches_are_reassembled_and_times_applied() {
+        let stack = "f\tapp.js:1:1\ng\tapp.js:2:2 and a long enough tail to need three payload records";
+        let mut recs = string_records(3, "Timeout");
+        recs.extend(string_records(70_000, stack));
+        recs.push(encode(&Record::Clock { ns: 6_000 }));
+        recs.push(encode(&Record::Init {
+            id: 9,
+            trigger: 1,
+            exec: 1,
+            type_id: 3,
+            stack_id: 70_000,
+        }));
+        recs.push(encode(&Record::Before { id: 9 }));
+        for split in 0..recs.len() {
+            let (items, d) = items(&recs, split);
+            let texts: Vec<_> = items
+                .iter()
+                .filter_map(|i| {
+                    if let Item::String { text, .. } = i {
+                        Some(text.clone())
+                    } else {
+                        None
+                    }
+                })
+                .collect();
+            assert!(
+                texts.contains(&"Timeout".to_string()) && texts.contains(&stack.to_string()),
+                "split {split}"
+            );
+            let evs: Vec<_> = items
+                .iter()
+                .filter_map(|i| if let Item::Event(e) = i { Some(*e) } else { None })
+                .collect();
+            assert_eq!(evs.len(), 2);
+            assert_eq!(evs[0].time_ns, 5_000, "clock minus trace start");
+            let EventKind::Init {
+                type_name,
+                stack: Some(s),
+                ..
+            } = evs[0].kind
+            else {
+                panic!("init with stack")
+            };
+            assert_ne!(type_name, s);
+            assert_eq!(d.counts().init, 1);
+            assert_eq!(d.malformed().0, 0);
+        }
+    }
+
+    #[test]
+    fn undefined_string_ids_and_bad_records_are_counted_not_fatal() {
+        let mut bad = [0u8; RECORD_SIZE];
+        bad[..8].copy_from_slice(&1.5f64.to_le_bytes());
+        let recs = vec![
+            bad,
+            encode(&Record::Init {
+                id: 2,
+                trigger: 1,
+                exec: 1,
+                type_id: 44,
+                stack_id: 0,
+            }),
+        ];
+        let (items, d) = items(&recs, 1);
+        assert_eq!(d.malformed().0, 1);
+        assert!(items
+            .iter()
+            .any(|i| matches!(i, Item::String { text, .. } if text == "<unknown>")));
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_ring_bytes_never_panic_and_read_back(bytes in proptest::collection::vec(any::<u8>(), 0..4096), split in 0usize..200) {
+            let records: Vec<RawRecord> = bytes.chunks_exact(RECORD_SIZE).map(|c| c.try_into().unwrap()).collect();
+            let _ = items(&records, split);
+        }
+    }
+}
