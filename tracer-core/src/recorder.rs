@@ -106,7 +106,9 @@ impl Recorder {
             main_pid: std::sync::atomic::AtomicU32::new(0),
             main: Mutex::new(None),
         });
-        let (tx, rx) = crossbeam_channel::bounded::<Msg>(256);
+        // Bounded: a writer that falls behind blocks the drains, the rings fill and the agents
+        // drop and count, rather than this process buffering without limit (32 x 2 MiB at most).
+        let (tx, rx) = crossbeam_channel::bounded::<Msg>(32);
         let writer = std::thread::Builder::new()
             .name("asynctrace-writer".into())
             .spawn(move || write_loop(rx, out, start_ns))

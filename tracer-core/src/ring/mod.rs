@@ -378,6 +378,11 @@ impl<M: RingMemory> Consumer<M> {
         }
     }
 
+    /// The memory the ring lives in.
+    pub fn memory(&self) -> &M {
+        &self.mem
+    }
+
     /// Records consumed so far.
     pub fn read_position(&self) -> u64 {
         self.read
