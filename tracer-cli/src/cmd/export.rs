@@ -15,13 +15,14 @@ pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
     match args.format {
         ExportFormat::Chrome => {
             if args.filter.from_ms.is_some() || args.filter.to_ms.is_some() {
-                bail!("--from-ms/--to-ms do not apply to the chrome format (it exports whole slices; zoom in the viewer)");
+                bail!(
+                    "--from-ms/--to-ms do not apply to the chrome format (it exports whole slices; zoom in the viewer)"
+                );
             }
             let mut opts = ChromeOptions::default();
             opts.filter = to_filter(&args.filter)?;
             let reader = open_trace(&args.trace)?;
-            let stats =
-                write_chrome(reader, &opts, out).with_context(|| format!("exporting {name}"))?;
+            let stats = write_chrome(reader, &opts, out).with_context(|| format!("exporting {name}"))?;
             if stats.truncated {
                 eprintln!("asynctrace: warning: {name} is truncated; this is the export of its complete prefix");
             }
@@ -32,9 +33,7 @@ pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
         }
         ExportFormat::Folded => {
             let folded = fold_trace(&args.trace, args.weight, &args.filter, false)?;
-            folded
-                .write_lines(out)
-                .context("writing the folded stacks")?;
+            folded.write_lines(out).context("writing the folded stacks")?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -23,9 +23,7 @@ pub fn run(args: FlameArgs) -> anyhow::Result<ExitCode> {
     let folded = fold_trace(&args.trace, args.weight, &args.filter, args.flamechart)?;
     let out = output(args.output.as_deref())?;
     if args.folded {
-        folded
-            .write_lines(out)
-            .context("writing the folded stacks")?;
+        folded.write_lines(out).context("writing the folded stacks")?;
     } else {
         draw(&args.trace, &folded, args.flamechart, out)?;
     }
@@ -52,10 +50,7 @@ pub(super) fn fold_trace(
         );
     }
     if folded.streams.is_empty() && (filter.pid.is_some() || filter.thread.is_some()) {
-        bail!(
-            "no process or thread of {} matches --pid/--thread",
-            trace.display()
-        );
+        bail!("no process or thread of {} matches --pid/--thread", trace.display());
     }
     Ok(folded)
 }
@@ -78,10 +73,9 @@ fn draw(trace: &Path, folded: &Folded, flamechart: bool, out: impl Write) -> any
             trace.display()
         );
     }
-    let name = trace.file_name().map_or_else(
-        || trace.display().to_string(),
-        |n| n.to_string_lossy().into_owned(),
-    );
+    let name = trace
+        .file_name()
+        .map_or_else(|| trace.display().to_string(), |n| n.to_string_lossy().into_owned());
     let mut opt = flamegraph::Options::default();
     opt.title = format!("{name}: {what} ({} weight)", folded.weight.name());
     opt.subtitle = Some(format!(
@@ -105,8 +99,7 @@ fn draw(trace: &Path, folded: &Folded, flamechart: bool, out: impl Write) -> any
     opt.flame_chart = flamechart;
     // Why: the lines are already sorted (or in time order for a flame chart).
     opt.no_sort = true;
-    flamegraph::from_lines(&mut opt, lines.iter().map(String::as_str), out)
-        .context("drawing the flame graph")?;
+    flamegraph::from_lines(&mut opt, lines.iter().map(String::as_str), out).context("drawing the flame graph")?;
     Ok(())
 }
 

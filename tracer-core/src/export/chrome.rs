@@ -56,8 +56,7 @@ pub fn write_chrome<R: Read, W: Write>(
         types: FxMap::default(),
         written: 0,
     };
-    w.out
-        .write_all(b"{\"displayTimeUnit\":\"ms\",\"traceEvents\":[\n")?;
+    w.out.write_all(b"{\"displayTimeUnit\":\"ms\",\"traceEvents\":[\n")?;
     let mut input = Input::default();
     let truncated = pump(&mut reader, &opts.filter, &mut input, &mut w)?;
     w.finish(&input)?;
@@ -143,9 +142,7 @@ impl<W: Write> Chrome<W> {
             let Some(mut st) = self.streams[stream].take() else {
                 continue;
             };
-            let end = input
-                .slot(stream as StreamId)
-                .map_or(input.last_ns, |s| s.last_ns);
+            let end = input.slot(stream as StreamId).map_or(input.last_ns, |s| s.last_ns);
             while let Some(o) = st.open.pop() {
                 self.close(input, &mut st, o, end)?;
             }
@@ -164,13 +161,7 @@ impl<W: Write> Chrome<W> {
     }
 
     /// Ends the callback `o` at `t`: writes its slice now or holds it back.
-    fn close(
-        &mut self,
-        input: &Input,
-        st: &mut StreamState,
-        o: Open,
-        t: u64,
-    ) -> std::io::Result<()> {
+    fn close(&mut self, input: &Input, st: &mut StreamState, o: Open, t: u64) -> std::io::Result<()> {
         let p = Pending {
             start: o.start,
             depth: st.open.len(),
@@ -254,12 +245,7 @@ impl<W: Write> Chrome<W> {
         Ok(())
     }
 
-    fn event(
-        &mut self,
-        input: &mut Input,
-        st: &mut StreamState,
-        ev: &Event,
-    ) -> std::io::Result<()> {
+    fn event(&mut self, input: &mut Input, st: &mut StreamState, ev: &Event) -> std::io::Result<()> {
         let t = ev.time_ns;
         match ev.kind {
             EventKind::Init {
@@ -343,11 +329,7 @@ impl<W: Write> Chrome<W> {
 }
 
 fn frame_json(input: &Input, f: FrameId) -> &[u8] {
-    input
-        .frames
-        .json
-        .get(f as usize)
-        .map_or(b"\"\"", |s| s.as_bytes())
+    input.frames.json.get(f as usize).map_or(b"\"\"", |s| s.as_bytes())
 }
 
 fn type_json<'a>(cache: &'a mut FxMap<u32, Vec<u8>>, input: &Input, ty: u32) -> &'a [u8] {
@@ -369,18 +351,11 @@ fn push_id(b: &mut Vec<u8>, st: &StreamState, id: u64) {
 }
 
 impl<W: Write> Handler for Chrome<W> {
-    fn events(
-        &mut self,
-        input: &mut Input,
-        stream: StreamId,
-        events: &[Event],
-    ) -> Result<(), ExportError> {
+    fn events(&mut self, input: &mut Input, stream: StreamId, events: &[Event]) -> Result<(), ExportError> {
         let Some(mut st) = self.streams.get_mut(stream as usize).and_then(Option::take) else {
             return Ok(());
         };
-        let r = events
-            .iter()
-            .try_for_each(|ev| self.event(input, &mut st, ev));
+        let r = events.iter().try_for_each(|ev| self.event(input, &mut st, ev));
         self.streams[stream as usize] = Some(st);
         Ok(r?)
     }

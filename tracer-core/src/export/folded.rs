@@ -140,10 +140,7 @@ impl Folded {
 }
 
 /// Reads the trace once and folds it into weighted stacks.
-pub fn fold<R: Read>(
-    mut reader: TraceReader<R>,
-    opts: &FoldOptions,
-) -> Result<Folded, ExportError> {
+pub fn fold<R: Read>(mut reader: TraceReader<R>, opts: &FoldOptions) -> Result<Folded, ExportError> {
     let mut f = Folder {
         opts: opts.clone(),
         paths: Vec::new(),
@@ -159,9 +156,7 @@ pub fn fold<R: Read>(
         let Some(mut st) = f.streams[stream].take() else {
             continue;
         };
-        let end = input
-            .slot(stream as StreamId)
-            .map_or(input.last_ns, |s| s.last_ns);
+        let end = input.slot(stream as StreamId).map_or(input.last_ns, |s| s.last_ns);
         while !st.open.is_empty() {
             f.close_top(&mut st, stream as StreamId, end);
         }
@@ -375,12 +370,7 @@ impl Folder {
 }
 
 impl Handler for Folder {
-    fn events(
-        &mut self,
-        input: &mut Input,
-        stream: StreamId,
-        events: &[Event],
-    ) -> Result<(), ExportError> {
+    fn events(&mut self, input: &mut Input, stream: StreamId, events: &[Event]) -> Result<(), ExportError> {
         let Some(mut st) = self.streams.get_mut(stream as usize).and_then(Option::take) else {
             return Ok(());
         };

@@ -67,19 +67,12 @@ pub(crate) struct Frames {
 impl Frames {
     /// The frame of a resource of this type created with this stack.
     #[inline]
-    pub(crate) fn resource(
-        &mut self,
-        strings: &[String],
-        type_name: StringId,
-        stack: Option<StringId>,
-    ) -> FrameId {
+    pub(crate) fn resource(&mut self, strings: &[String], type_name: StringId, stack: Option<StringId>) -> FrameId {
         if let Some(&f) = self.by_ids.get(&(type_name, stack)) {
             return f;
         }
         let ty = lookup(strings, type_name);
-        let site = stack
-            .and_then(|s| strings.get(s as usize))
-            .and_then(|s| site(s));
+        let site = stack.and_then(|s| strings.get(s as usize)).and_then(|s| site(s));
         let info = match site {
             Some(s) => FrameInfo {
                 name: format!("{ty} {}", s.location),

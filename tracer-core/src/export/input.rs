@@ -42,12 +42,7 @@ impl Input {
 /// What an export does with the items of the trace.
 pub(crate) trait Handler {
     /// Consecutive events of one selected stream, in order.
-    fn events(
-        &mut self,
-        input: &mut Input,
-        stream: StreamId,
-        events: &[Event],
-    ) -> Result<(), ExportError>;
+    fn events(&mut self, input: &mut Input, stream: StreamId, events: &[Event]) -> Result<(), ExportError>;
     /// A selected stream started (its slot exists now).
     fn stream_start(&mut self, _input: &mut Input, _stream: StreamId) -> Result<(), ExportError> {
         Ok(())
@@ -139,10 +134,7 @@ pub(crate) fn pump<R: Read>(
                 };
                 if let Ok(serde_json::Value::Object(m)) = serde_json::from_str(&json) {
                     if let Some(serde_json::Value::Array(a)) = m.get("argv") {
-                        slot.argv = a
-                            .iter()
-                            .filter_map(|v| v.as_str().map(str::to_owned))
-                            .collect();
+                        slot.argv = a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect();
                     }
                 }
                 if slot.selected {

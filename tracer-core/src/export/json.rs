@@ -50,11 +50,7 @@ pub(crate) fn push_us(out: &mut Vec<u8>, ns: u64) {
     let frac = ns % 1000;
     if frac != 0 {
         out.push(b'.');
-        let d = [
-            (frac / 100) as u8,
-            (frac / 10 % 10) as u8,
-            (frac % 10) as u8,
-        ];
+        let d = [(frac / 100) as u8, (frac / 10 % 10) as u8, (frac % 10) as u8];
         let len = if d[2] != 0 {
             3
         } else if d[1] != 0 {

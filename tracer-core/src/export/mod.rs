@@ -19,7 +19,6 @@ mod input;
 mod json;
 mod speedscope;
 
-
 pub use chrome::{write_chrome, ChromeOptions, ChromeStats};
 pub use error::ExportError;
 pub use filter::Filter;

@@ -38,18 +38,10 @@ pub fn write_speedscope(folded: &Folded, name: &str, mut out: impl Write) -> io:
     };
     let mut buf = Vec::new();
     for (i, s) in folded.streams.iter().enumerate() {
-        let stacks: Vec<_> = folded
-            .stacks
-            .iter()
-            .filter(|st| st.stream == s.stream)
-            .collect();
+        let stacks: Vec<_> = folded.stacks.iter().filter(|st| st.stream == s.stream).collect();
         let total: u64 = stacks.iter().map(|st| st.weight).sum();
         let pname = match s.thread {
-            0 => format!(
-                "pid {} main thread ({} weight)",
-                s.pid,
-                folded.weight.name()
-            ),
+            0 => format!("pid {} main thread ({} weight)", s.pid, folded.weight.name()),
             t => format!("pid {} thread {t} ({} weight)", s.pid, folded.weight.name()),
         };
         if i > 0 {
