@@ -18,12 +18,18 @@
 //!   promise wait is listed only when it exceeds every other by more than 1 ms (the request
 //!   waited on something outside its subtree, e.g. another request's promise).
 //!
-//! Memory: one row (~150 bytes) per request, plus the live resources.
+//! Memory: a request is *open* while a non-PROMISE resource of its subtree is alive (the
+//! parser itself lives until the response is done; promises are left out because their
+//! destroy waits for GC). A closed request keeps 4 bytes (its latency, for the
+//! percentiles), and only the `limit` slowest keep their row; slots of closed requests are
+//! reused (with a generation, so late promise callbacks of a closed request are ignored
+//! instead of landing in its slot's next request). So memory grows with open requests, the
+//! live resources and 4 bytes per request.
 
 use serde::Serialize;
 
 use super::context::{Context, Pass};
-use super::lifecycle::{FxHasher, Key, Lifecycle, Step};
+use super::lifecycle::{FxHasher, Key, Lifecycle, Resource, Step};
 use crate::trace::{Event, EventKind, StreamId, StringId};
 use std::hash::Hasher;
 
@@ -101,6 +107,11 @@ struct Seg {
 struct Acc {
     stream: StreamId,
     id: u64,
+    /// Bumped when the slot is reused.
+    gen: u32,
+    open: bool,
+    /// Live non-PROMISE members.
+    live: u32,
     label: Option<StringId>,
     start_ns: Option<u64>,
     init_ns: u64,
@@ -111,18 +122,42 @@ struct Acc {
     promise_seg: Seg,
 }
 
+impl Acc {
+    fn latency_ns(&self) -> u64 {
+        self.end_ns.saturating_sub(self.start_ns.unwrap_or(self.init_ns))
+    }
+}
+
+/// A resource's request: a slot and its generation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Member {
+    slot: u32,
+    gen: u32,
+}
+
+impl Default for Member {
+    fn default() -> Self {
+        Member { slot: NONE, gen: 0 }
+    }
+}
+
 /// The pass.
 #[derive(Debug, Default)]
 pub struct Requests {
     opts: RequestOptions,
-    life: Lifecycle<u32>,
-    reqs: Vec<Acc>,
-    /// Type id of HTTPINCOMINGMESSAGE, once defined.
+    life: Lifecycle<Member>,
+    slots: Vec<Acc>,
+    free: Vec<u32>,
+    /// Latency of every closed request, µs (4 bytes each, for the percentiles).
+    latencies_us: Vec<u32>,
+    /// Closed requests kept for the report (the slowest `limit`, pruned now and then).
+    kept: Vec<Acc>,
+    /// Type ids of HTTPINCOMINGMESSAGE and PROMISE, once defined.
     incoming: Option<StringId>,
     promise: Option<StringId>,
     /// Per stream: callbacks of members running now (nested when > 1).
-    active: Vec<Vec<(u64, u32)>>,
-    tombs: Vec<Option<(Key, u32)>>,
+    active: Vec<Vec<(u64, Member)>>,
+    tombs: Vec<Option<(Key, Member)>>,
 }
 
 impl Requests {
@@ -135,30 +170,35 @@ impl Requests {
         }
     }
 
-    fn slot(key: Key) -> usize {
+    fn tomb_slot(key: Key) -> usize {
         let mut h = FxHasher::default();
         h.write_u32(key.0);
         h.write_u64(key.1);
         (h.finish() >> 32) as usize & (TOMBS - 1)
     }
 
-    fn request_of(&self, key: Key) -> u32 {
+    /// The open request a member refers to.
+    fn acc(&mut self, m: Member) -> Option<&mut Acc> {
+        self.slots.get_mut(m.slot as usize).filter(|a| a.open && a.gen == m.gen)
+    }
+
+    fn member_of(&self, key: Key) -> Member {
         if let Some(r) = self.life.get(key) {
             return r.data;
         }
-        match self.tombs.get(Self::slot(key)) {
-            Some(Some((k, req))) if *k == key => *req,
-            _ => NONE,
+        match self.tombs.get(Self::tomb_slot(key)) {
+            Some(Some((k, m))) if *k == key => *m,
+            _ => Member::default(),
         }
     }
 
-    fn open(&mut self, stream: StreamId, id: u64, now: u64) -> u32 {
-        let i = u32::try_from(self.reqs.len())
-            .unwrap_or(NONE - 1)
-            .min(NONE - 1);
-        self.reqs.push(Acc {
+    fn open(&mut self, stream: StreamId, id: u64, now: u64) -> Member {
+        let fresh = |gen| Acc {
             stream,
             id,
+            gen,
+            open: true,
+            live: 1,
             label: None,
             start_ns: None,
             init_ns: now,
@@ -167,11 +207,52 @@ impl Requests {
             resources: 1,
             segs: [Seg::default(); SEGMENTS],
             promise_seg: Seg::default(),
-        });
-        i
+        };
+        if let Some(slot) = self.free.pop() {
+            if let Some(a) = self.slots.get_mut(slot as usize) {
+                let gen = a.gen.wrapping_add(1);
+                *a = fresh(gen);
+                return Member { slot, gen };
+            }
+        }
+        let slot = u32::try_from(self.slots.len()).unwrap_or(NONE - 1).min(NONE - 1);
+        self.slots.push(fresh(0));
+        Member { slot, gen: 0 }
     }
 
-    fn active(&mut self, stream: StreamId) -> &mut Vec<(u64, u32)> {
+    /// Closes a request: its latency joins the percentiles, its row may be kept.
+    fn close(&mut self, slot: u32) {
+        let Some(a) = self.slots.get_mut(slot as usize).filter(|a| a.open) else {
+            return;
+        };
+        a.open = false;
+        let us = (a.latency_ns() / 1000).min(u64::from(u32::MAX)) as u32;
+        self.latencies_us.push(us);
+        self.kept.push(a.clone());
+        self.free.push(slot);
+        let limit = self.opts.limit;
+        if limit > 0 && self.kept.len() >= 2 * limit.max(512) {
+            self.kept.sort_by_key(|a| std::cmp::Reverse(a.latency_ns()));
+            self.kept.truncate(limit);
+        }
+    }
+
+    /// A non-PROMISE member is gone: the request closes when it was the last.
+    fn release(&mut self, m: Member) {
+        let slot = m.slot;
+        if let Some(a) = self.acc(m) {
+            a.live = a.live.saturating_sub(1);
+            if a.live == 0 {
+                self.close(slot);
+            }
+        }
+    }
+
+    fn is_promise<X>(&self, res: &Resource<X>) -> bool {
+        Some(res.type_name) == self.promise
+    }
+
+    fn active(&mut self, stream: StreamId) -> &mut Vec<(u64, Member)> {
         let s = stream as usize;
         if self.active.len() <= s {
             self.active.resize_with(s + 1, Vec::new);
@@ -179,61 +260,30 @@ impl Requests {
         &mut self.active[s]
     }
 
-    pub fn finish(self, cx: &mut Context) -> RequestReport {
-        let mut rows: Vec<Request> = Vec::with_capacity(self.reqs.len());
-        for a in &self.reqs {
-            let start = a.start_ns.unwrap_or(a.init_ns);
-            let latency = a.end_ns.saturating_sub(start);
-            let s = cx.stream(a.stream);
-            let mut segs: Vec<Seg> = a.segs.iter().copied().filter(|s| s.wait_ns > 0).collect();
-            let longest = segs.iter().map(|s| s.wait_ns).max().unwrap_or(0);
-            if a.promise_seg.wait_ns > longest + 1_000_000 {
-                segs.push(a.promise_seg);
-            }
-            segs.sort_by(|x, y| y.wait_ns.cmp(&x.wait_ns).then(x.at_ns.cmp(&y.at_ns)));
-            let segments = segs
-                .iter()
-                .map(|g| {
-                    let site = cx.site(g.stack);
-                    Segment {
-                        id: g.id,
-                        type_name: cx.string(g.type_name).to_owned(),
-                        site: cx.site_string(site),
-                        wait_ms: super::ms(g.wait_ns),
-                        at_ms: super::ms(g.at_ns),
-                    }
-                })
-                .collect();
-            rows.push(Request {
-                pid: s.pid,
-                thread: s.thread,
-                id: a.id,
-                label: a.label.map(|l| cx.string(l).to_owned()),
-                start_ms: super::ms(start),
-                latency_ms: super::ms(latency),
-                sync_ms: super::ms(a.sync_ns.min(latency)),
-                wait_ms: super::ms(latency.saturating_sub(a.sync_ns)),
-                resources: a.resources,
-                segments,
-            });
+    pub fn finish(mut self, cx: &mut Context) -> RequestReport {
+        for slot in 0..self.slots.len() {
+            self.close(slot as u32);
         }
-        let mut lat: Vec<f64> = rows.iter().map(|r| r.latency_ms).collect();
-        lat.sort_by(f64::total_cmp);
-        rows.sort_by(|a, b| {
-            b.latency_ms
-                .total_cmp(&a.latency_ms)
-                .then(a.start_ms.total_cmp(&b.start_ms))
+        let mut kept = std::mem::take(&mut self.kept);
+        kept.sort_by(|a, b| {
+            b.latency_ns()
+                .cmp(&a.latency_ns())
+                .then(a.start_ns.cmp(&b.start_ns))
                 .then(a.id.cmp(&b.id))
         });
         if self.opts.limit > 0 {
-            rows.truncate(self.opts.limit);
+            kept.truncate(self.opts.limit);
         }
+        let rows = kept.iter().map(|a| row(cx, a)).collect();
+        let mut lat = std::mem::take(&mut self.latencies_us);
+        lat.sort_unstable();
+        let pct = |p| percentile(&lat, p);
         RequestReport {
             count: lat.len() as u64,
-            p50_ms: percentile(&lat, 50.0),
-            p95_ms: percentile(&lat, 95.0),
-            p99_ms: percentile(&lat, 99.0),
-            max_ms: lat.last().copied().unwrap_or(0.0),
+            p50_ms: pct(50.0),
+            p95_ms: pct(95.0),
+            p99_ms: pct(99.0),
+            max_ms: lat.last().map_or(0.0, |&us| f64::from(us) / 1e3),
             requests: rows,
             dropped: cx.dropped,
             truncated: cx.truncated,
@@ -241,51 +291,88 @@ impl Requests {
     }
 }
 
-/// Nearest-rank percentile of sorted values (0 for none).
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
+fn row(cx: &mut Context, a: &Acc) -> Request {
+    let start = a.start_ns.unwrap_or(a.init_ns);
+    let latency = a.latency_ns();
+    let s = cx.stream(a.stream);
+    let mut segs: Vec<Seg> = a.segs.iter().copied().filter(|s| s.wait_ns > 0).collect();
+    let longest = segs.iter().map(|s| s.wait_ns).max().unwrap_or(0);
+    if a.promise_seg.wait_ns > longest + 1_000_000 {
+        segs.push(a.promise_seg);
+    }
+    segs.sort_by(|x, y| y.wait_ns.cmp(&x.wait_ns).then(x.at_ns.cmp(&y.at_ns)));
+    let segments = segs
+        .iter()
+        .map(|g| {
+            let site = cx.site(g.stack);
+            Segment {
+                id: g.id,
+                type_name: cx.string(g.type_name).to_owned(),
+                site: cx.site_string(site),
+                wait_ms: super::ms(g.wait_ns),
+                at_ms: super::ms(g.at_ns),
+            }
+        })
+        .collect();
+    Request {
+        pid: s.pid,
+        thread: s.thread,
+        id: a.id,
+        label: a.label.map(|l| cx.string(l).to_owned()),
+        start_ms: super::ms(start),
+        latency_ms: super::ms(latency),
+        sync_ms: super::ms(a.sync_ns.min(latency)),
+        wait_ms: super::ms(latency.saturating_sub(a.sync_ns)),
+        resources: a.resources,
+        segments,
+    }
+}
+
+/// Nearest-rank percentile of sorted latencies in µs, as ms (0 for none).
+fn percentile(sorted_us: &[u32], p: f64) -> f64 {
+    if sorted_us.is_empty() {
         return 0.0;
     }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
+    let rank = ((p / 100.0) * sorted_us.len() as f64).ceil() as usize;
+    f64::from(sorted_us[rank.clamp(1, sorted_us.len()) - 1]) / 1e3
 }
 
 impl Pass for Requests {
     #[inline]
     fn event(&mut self, cx: &mut Context, ev: &Event) {
         let (stream, t) = (ev.stream, ev.time_ns);
-        if let EventKind::Init {
-            type_name, trigger, ..
-        } = ev.kind
-        {
+        if let EventKind::Init { type_name, trigger, .. } = ev.kind {
             if self.incoming.is_none() && cx.string(type_name) == "HTTPINCOMINGMESSAGE" {
                 self.incoming = Some(type_name);
             }
             if self.promise.is_none() && cx.string(type_name) == "PROMISE" {
                 self.promise = Some(type_name);
             }
-            let req = if Some(type_name) == self.incoming {
+            let m = if Some(type_name) == self.incoming {
                 self.open(stream, ev.id, t)
             } else {
-                let req = self.request_of((stream, trigger));
-                if let Some(a) = self.reqs.get_mut(req as usize) {
-                    a.resources += 1;
+                let m = self.member_of((stream, trigger));
+                let counts = Some(type_name) != self.promise;
+                match self.acc(m) {
+                    Some(a) => {
+                        a.resources += 1;
+                        a.live += u32::from(counts);
+                        m
+                    }
+                    None => Member::default(),
                 }
-                req
             };
             if let Step::Init(res) = self.life.apply(ev) {
-                res.data = req;
+                res.data = m;
             }
             return;
         }
+        let promise = self.promise;
         match self.life.apply(ev) {
-            Step::Before { res, wait_ns } if res.data != NONE => {
-                let (req, idle, type_name, stack) =
-                    (res.data, res.idle_since_ns, res.type_name, res.stack);
-                self.active(stream).push((ev.id, req));
-                let Some(a) = self.reqs.get_mut(req as usize) else {
-                    return;
-                };
+            Step::Before { res, wait_ns } if res.data.slot != NONE => {
+                let (m, idle, type_name, stack) = (res.data, res.idle_since_ns, res.type_name, res.stack);
+                self.active(stream).push((ev.id, m));
+                let Some(a) = self.acc(m) else { return };
                 let start = *a.start_ns.get_or_insert(t);
                 let wait = if idle >= start {
                     wait_ns
@@ -299,57 +386,59 @@ impl Pass for Requests {
                     type_name,
                     stack,
                 };
-                if Some(type_name) == self.promise {
+                if Some(type_name) == promise {
                     if wait > a.promise_seg.wait_ns {
                         a.promise_seg = seg;
                     }
-                } else if let Some(m) = a
+                } else if let Some(min) = a
                     .segs
                     .iter_mut()
                     .min_by_key(|s| s.wait_ns)
-                    .filter(|m| wait > m.wait_ns)
+                    .filter(|min| wait > min.wait_ns)
                 {
-                    *m = seg;
+                    *min = seg;
                 }
             }
-            Step::After { res, sync_ns, .. } if res.data != NONE => {
-                let req = res.data;
+            Step::After { res, sync_ns, .. } if res.data.slot != NONE => {
+                let m = res.data;
                 let active = self.active(stream);
                 if let Some(pos) = active.iter().rposition(|&(id, _)| id == ev.id) {
                     active.remove(pos);
                 }
-                let nested = active.iter().any(|&(_, r)| r == req);
-                let Some(a) = self.reqs.get_mut(req as usize) else {
-                    return;
-                };
+                let nested = active.iter().any(|&(_, r)| r == m);
+                let Some(a) = self.acc(m) else { return };
                 a.end_ns = a.end_ns.max(t);
                 if !nested {
                     a.sync_ns += sync_ns;
                 }
             }
             Step::Label(res) if Some(res.type_name) == self.incoming => {
-                let Some(text) = res.label else { return };
-                let labelled = self
-                    .reqs
-                    .get(res.data as usize)
-                    .is_some_and(|a| a.label.is_some());
-                if labelled {
-                    // A kept-alive connection: the next request on the same parser.
-                    let req = self.open(stream, ev.id, t);
+                let (Some(text), old) = (res.label, res.data) else {
+                    return;
+                };
+                let labelled = self.acc(old).map(|a| a.label.is_some());
+                let m = if labelled == Some(true) {
+                    // A kept-alive connection: the next request on the same parser, which
+                    // moves from the old request's live members to the new one's.
+                    let m = self.open(stream, ev.id, t);
                     if let Some(res) = self.life.get_mut((stream, ev.id)) {
-                        res.data = req;
+                        res.data = m;
                     }
-                    if let Some(a) = self.reqs.get_mut(req as usize) {
-                        a.label = Some(text);
-                        a.start_ns = Some(t);
-                    }
-                } else if let Some(a) = self.reqs.get_mut(res.data as usize) {
+                    self.release(old);
+                    m
+                } else {
+                    old
+                };
+                if let Some(a) = self.acc(m) {
                     a.label = Some(text);
                     a.start_ns = Some(t);
                 }
             }
-            Step::Destroy(res) if res.data != NONE => {
-                self.tombs[Self::slot((stream, ev.id))] = Some(((stream, ev.id), res.data));
+            Step::Destroy(res) if res.data.slot != NONE => {
+                self.tombs[Self::tomb_slot((stream, ev.id))] = Some(((stream, ev.id), res.data));
+                if !self.is_promise(&res) {
+                    self.release(res.data);
+                }
             }
             _ => {}
         }
@@ -359,6 +448,11 @@ impl Pass for Requests {
         self.life.drain_stream(stream, |_, _| {});
         if let Some(a) = self.active.get_mut(stream as usize) {
             a.clear();
+        }
+        for slot in 0..self.slots.len() {
+            if self.slots[slot].stream == stream {
+                self.close(slot as u32);
+            }
         }
     }
 }

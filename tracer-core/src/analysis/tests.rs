@@ -17,18 +17,10 @@ pub(super) fn app_trace() -> Vec<u8> {
     let mut s = Synth::in_memory();
     let st: StreamId = s.stream(4242, 0).unwrap();
     // Server and two requests.
-    s.init(
-        st,
-        0.0,
-        5,
-        "TCPSERVERWRAP",
-        1,
-        Some("\tapp.js:40:8\nmain\tapp.js:50:1"),
-    )
-    .unwrap();
-    s.init(st, 1.0, 10, "TCPWRAP", 5, None).unwrap();
-    s.init(st, 1.0, 11, "HTTPINCOMINGMESSAGE", 10, None)
+    s.init(st, 0.0, 5, "TCPSERVERWRAP", 1, Some("\tapp.js:40:8\nmain\tapp.js:50:1"))
         .unwrap();
+    s.init(st, 1.0, 10, "TCPWRAP", 5, None).unwrap();
+    s.init(st, 1.0, 11, "HTTPINCOMINGMESSAGE", 10, None).unwrap();
     s.before(st, 1.1, 11).unwrap();
     s.label(st, 1.1, 11, "GET /slow").unwrap();
     s.init(st, 1.1, 12, "PROMISE", 11, Some("handler\tapp.js:12:9"))
@@ -44,8 +36,7 @@ pub(super) fn app_trace() -> Vec<u8> {
     .unwrap();
     s.after(st, 1.3, 11).unwrap();
     s.init(st, 2.0, 20, "TCPWRAP", 5, None).unwrap();
-    s.init(st, 2.0, 21, "HTTPINCOMINGMESSAGE", 20, None)
-        .unwrap();
+    s.init(st, 2.0, 21, "HTTPINCOMINGMESSAGE", 20, None).unwrap();
     s.callback(st, 2.1, 21, 0.4).unwrap();
     s.label(st, 2.1, 21, "GET /fast").unwrap();
     s.destroy(st, 3.0, 21).unwrap();
@@ -57,28 +48,22 @@ pub(super) fn app_trace() -> Vec<u8> {
     s.destroy(st, 102.0, 11).unwrap();
     s.destroy(st, 102.0, 10).unwrap();
     // A blocking timer, and noise: 3 fast timers from one site.
-    s.init(st, 0.0, 30, "Timeout", 1, Some("\tapp.js:21:3"))
-        .unwrap();
+    s.init(st, 0.0, 30, "Timeout", 1, Some("\tapp.js:21:3")).unwrap();
     s.callback(st, 10.0, 30, 52.5).unwrap();
     s.destroy(st, 62.5, 30).unwrap();
     for i in 0..3 {
         let id = 31 + i;
-        s.init(st, 0.0, id, "Timeout", 1, Some("\tapp.js:26:3"))
-            .unwrap();
+        s.init(st, 0.0, id, "Timeout", 1, Some("\tapp.js:26:3")).unwrap();
         s.callback(st, 1.0 + i as f64, id, 0.05).unwrap();
         s.destroy(st, 1.1 + i as f64, id).unwrap();
     }
     // Leaks: 2 intervals, 3 never-settled promises, 1 client socket, 1 settled promise.
-    s.init(st, 0.5, 40, "Timeout", 1, Some("\tapp.js:44:1"))
-        .unwrap();
-    s.init(st, 0.5, 41, "Timeout", 1, Some("\tapp.js:44:1"))
-        .unwrap();
+    s.init(st, 0.5, 40, "Timeout", 1, Some("\tapp.js:44:1")).unwrap();
+    s.init(st, 0.5, 41, "Timeout", 1, Some("\tapp.js:44:1")).unwrap();
     for id in 42..45 {
-        s.init(st, 0.5, id, "PROMISE", 1, Some("\tapp.js:50:16"))
-            .unwrap();
+        s.init(st, 0.5, id, "PROMISE", 1, Some("\tapp.js:50:16")).unwrap();
     }
-    s.init(st, 0.5, 45, "PROMISE", 1, Some("\tapp.js:40:16"))
-        .unwrap();
+    s.init(st, 0.5, 45, "PROMISE", 1, Some("\tapp.js:40:16")).unwrap();
     s.resolve(st, 0.5, 45).unwrap();
     s.init(st, 1.0, 46, "TickObject", 5, None).unwrap();
     s.before(st, 1.0, 46).unwrap();
@@ -86,8 +71,7 @@ pub(super) fn app_trace() -> Vec<u8> {
         .unwrap();
     s.after(st, 1.0, 46).unwrap();
     s.destroy(st, 1.0, 46).unwrap();
-    s.init(st, 0.0, 48, "PIPEWRAP", 1, Some("\tapp.js:3:9"))
-        .unwrap();
+    s.init(st, 0.0, 48, "PIPEWRAP", 1, Some("\tapp.js:3:9")).unwrap();
     // A cache that grows by one timer per ms and is cleared at exit.
     for i in 0..100u64 {
         s.init(
@@ -104,8 +88,7 @@ pub(super) fn app_trace() -> Vec<u8> {
         s.destroy(st, 110.0, 100 + i).unwrap();
     }
     // The exit, from inside a timer's callback.
-    s.init(st, 0.0, 49, "Timeout", 1, Some("\tapp.js:65:1"))
-        .unwrap();
+    s.init(st, 0.0, 49, "Timeout", 1, Some("\tapp.js:65:1")).unwrap();
     s.before(st, 105.0, 49).unwrap();
     s.end_stream(st, 0).unwrap();
     s.finish().unwrap()
@@ -135,10 +118,7 @@ fn lifecycle_times_follow_the_design() {
         }
     }
     let r = destroyed.expect("destroyed");
-    assert_eq!(
-        (r.callbacks, r.wait_ns, r.sync_ns),
-        (2, 18_000_000, 3_000_000)
-    );
+    assert_eq!((r.callbacks, r.wait_ns, r.sync_ns), (2, 18_000_000, 3_000_000));
     assert_eq!(unknown, 1, "an id without init is skipped");
     assert!(life.is_empty());
 }
@@ -178,20 +158,10 @@ fn leaks_are_classified_grouped_and_growth_is_seen_before_the_final_free() {
     assert_eq!(
         got,
         vec![
-            (
-                LeakClass::OpenHandle,
-                "TCPSERVERWRAP",
-                Some("app.js:40:8"),
-                1
-            ),
+            (LeakClass::OpenHandle, "TCPSERVERWRAP", Some("app.js:40:8"), 1),
             (LeakClass::OpenHandle, "TCPWRAP", Some("app.js:60:17"), 1),
             (LeakClass::PendingTimer, "Timeout", Some("app.js:44:1"), 2),
-            (
-                LeakClass::NeverSettledPromise,
-                "PROMISE",
-                Some("app.js:50:16"),
-                3
-            ),
+            (LeakClass::NeverSettledPromise, "PROMISE", Some("app.js:50:16"), 3),
             (LeakClass::Growth, "Timeout", Some("app.js:70:20"), 100),
         ]
     );
@@ -204,15 +174,9 @@ fn leaks_are_classified_grouped_and_growth_is_seen_before_the_final_free() {
     );
     let sock = &r.leaks[1];
     assert_eq!(sock.example.id, 47);
-    assert_eq!(
-        sock.example.chain.iter().map(|l| l.id).collect::<Vec<_>>(),
-        vec![46, 5]
-    );
+    assert_eq!(sock.example.chain.iter().map(|l| l.id).collect::<Vec<_>>(), vec![46, 5]);
     assert_eq!(sock.stack, vec!["connect (app.js:60:17)".to_owned()]);
-    assert_eq!(
-        r.leaks[2].example.id, 40,
-        "the oldest (then lowest id) is the example"
-    );
+    assert_eq!(r.leaks[2].example.id, 40, "the oldest (then lowest id) is the example");
 }
 
 #[test]
@@ -275,29 +239,22 @@ fn kept_alive_parser_starts_a_request_per_label() {
     let mut cx = analyse(&buf, &mut pass);
     let r = pass.finish(&mut cx);
     assert_eq!(r.count, 3);
-    assert!(
-        r.requests.iter().all(|q| q.latency_ms == 0.5),
-        "{:?}",
-        r.requests
-    );
+    assert!(r.requests.iter().all(|q| q.latency_ms == 0.5), "{:?}", r.requests);
 }
 
 #[test]
 fn tree_folds_siblings_and_loops() {
     let mut s = Synth::in_memory();
     let st = s.stream(1, 0).unwrap();
-    s.init(st, 0.0, 2, "Immediate", 1, Some("\ta.js:1:1"))
-        .unwrap();
+    s.init(st, 0.0, 2, "Immediate", 1, Some("\ta.js:1:1")).unwrap();
     let mut parent = 2;
     // An immediate hop chain: each hop creates the next from the same site.
     for id in 3..50 {
-        s.init(st, 0.0, id, "Immediate", parent, Some("\ta.js:1:1"))
-            .unwrap();
+        s.init(st, 0.0, id, "Immediate", parent, Some("\ta.js:1:1")).unwrap();
         parent = id;
     }
     for id in 100..2100 {
-        s.init(st, 0.0, id, "PROMISE", 2, Some("\ta.js:2:9"))
-            .unwrap();
+        s.init(st, 0.0, id, "PROMISE", 2, Some("\ta.js:2:9")).unwrap();
     }
     let buf = s.finish().unwrap();
     let mut pass = Tree::new(TreeOptions::default());
@@ -351,12 +308,39 @@ fn a_truncated_trace_is_analysed_up_to_the_cut() {
 
 #[test]
 fn site_is_the_first_frame_location() {
-    assert_eq!(
-        site_of_stack("fn\tapp.js:1:2\ng\tb.js:3:4"),
-        Some("app.js:1:2")
-    );
+    assert_eq!(site_of_stack("fn\tapp.js:1:2\ng\tb.js:3:4"), Some("app.js:1:2"));
     assert_eq!(site_of_stack("\t/abs/x.mjs:9:1"), Some("/abs/x.mjs:9:1"));
     assert_eq!(site_of_stack(""), None);
     assert_eq!(format_frame("fn\tapp.js:1:2"), "fn (app.js:1:2)");
     assert_eq!(format_frame("\tapp.js:1:2"), "app.js:1:2");
+}
+
+#[test]
+fn a_closed_request_frees_its_slot_and_late_promise_callbacks_do_not_leak_into_the_next() {
+    let mut s = Synth::in_memory();
+    let st = s.stream(1, 0).unwrap();
+    // Request A: parser 2, a promise 3 that outlives it (GC) and runs late.
+    s.init(st, 0.0, 2, "HTTPINCOMINGMESSAGE", 1, None).unwrap();
+    s.before(st, 1.0, 2).unwrap();
+    s.label(st, 1.0, 2, "GET /a").unwrap();
+    s.init(st, 1.0, 3, "PROMISE", 2, None).unwrap();
+    s.after(st, 2.0, 2).unwrap();
+    s.destroy(st, 3.0, 2).unwrap();
+    // Request B reuses A's slot; then A's promise runs: it must not count for B.
+    s.init(st, 4.0, 4, "HTTPINCOMINGMESSAGE", 1, None).unwrap();
+    s.before(st, 5.0, 4).unwrap();
+    s.label(st, 5.0, 4, "GET /b").unwrap();
+    s.after(st, 5.5, 4).unwrap();
+    s.destroy(st, 6.0, 4).unwrap();
+    s.callback(st, 50.0, 3, 1.0).unwrap();
+    let buf = s.finish().unwrap();
+    let mut pass = Requests::new(RequestOptions::default());
+    let mut cx = analyse(&buf, &mut pass);
+    let r = pass.finish(&mut cx);
+    let got: Vec<(&str, f64)> = r
+        .requests
+        .iter()
+        .map(|q| (q.label.as_deref().unwrap_or("?"), q.latency_ms))
+        .collect();
+    assert_eq!(got, vec![("GET /a", 1.0), ("GET /b", 0.5)]);
 }
