@@ -88,7 +88,7 @@ fn external(env: &Env, ptr: *mut u8, len: usize) -> Result<ArrayBuffer<'_>> {
     // SAFETY: `ptr` points to `len` bytes that are never freed or unmapped (a leaked mapping or
     // a static), so the buffer may outlive any JS object; the finalizer has nothing to free.
     let buf = unsafe { ArrayBuffer::from_external(env, ptr, len, (), |_, _| {}) }?;
-    if buf.as_ptr() != ptr as *const u8 {
+    if !std::ptr::eq(buf.as_ptr(), ptr) {
         // napi-rs silently copies where external buffers are forbidden; a copy is useless to us.
         return Err(err("external ArrayBuffers are not allowed in this runtime"));
     }

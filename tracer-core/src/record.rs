@@ -146,7 +146,7 @@ fn word(raw: &RawRecord, i: usize) -> f64 {
 }
 
 fn uint(x: f64) -> Result<u64, DecodeError> {
-    if x >= 0.0 && x < MAX_SAFE && x.fract() == 0.0 {
+    if (0.0..MAX_SAFE).contains(&x) && x.fract() == 0.0 {
         Ok(x as u64)
     } else {
         Err(DecodeError::NotAnInteger)

@@ -27,6 +27,10 @@ pub unsafe trait RingMemory {
     fn as_ptr(&self) -> *mut u8;
     /// Length of the region in bytes.
     fn len(&self) -> usize;
+    /// Whether the region has no bytes (never a usable ring).
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 // SAFETY: a shared reference hands out the same region as the memory it borrows, which by
