@@ -84,7 +84,7 @@ impl Stacks {
 
 fn parse_ring_records(s: &str) -> Result<u32, String> {
     let n: u32 = s.parse().map_err(|_| format!("`{s}` is not a number"))?;
-    if n < 16 || n > 1 << 30 || !n.is_power_of_two() {
+    if !(16..=1 << 30).contains(&n) || !n.is_power_of_two() {
         return Err(format!("{n} is not a power of two between 16 and 2^30 (1073741824)"));
     }
     Ok(n)
