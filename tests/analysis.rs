@@ -11,11 +11,7 @@ use serde_json::Value;
 use support::*;
 
 fn run(args: &[&str], trace: &Path) -> Output {
-    Command::new(asynctrace())
-        .args(args)
-        .arg(trace)
-        .output()
-        .unwrap()
+    Command::new(asynctrace()).args(args).arg(trace).output().unwrap()
 }
 
 /// Runs a report command with `--format json` and parses its output.
@@ -30,11 +26,7 @@ fn json(args: &[&str], trace: &Path) -> Value {
 fn recorded(scratch: &Scratch, fixture_name: &str) -> std::path::PathBuf {
     let trace = scratch.path("t.bin");
     let out = record(&trace, &[], fixture_name, &[]);
-    assert!(
-        out.status.success(),
-        "record {fixture_name}: {}",
-        stderr(&out)
-    );
+    assert!(out.status.success(), "record {fixture_name}: {}", stderr(&out));
     trace
 }
 
@@ -83,10 +75,7 @@ fn leaks_reports_exactly_the_intentional_leaks_of_leaks_js() {
         assert!(g["example"]["chain"].is_array());
         if g["site"].is_string() {
             assert!(
-                g["stack"][0]
-                    .as_str()
-                    .unwrap()
-                    .contains(g["site"].as_str().unwrap()),
+                g["stack"][0].as_str().unwrap().contains(g["site"].as_str().unwrap()),
                 "{g}"
             );
         }
@@ -128,12 +117,7 @@ fn leaks_fail_passes_on_a_clean_app() {
     let s = Scratch::new("clean");
     let trace = recorded(&s, "timers.js");
     let out = run(&["leaks", "--fail"], &trace);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
 }
 
 #[test]
@@ -142,11 +126,7 @@ fn slow_lists_the_blocking_handler_of_blocking_js_first() {
     let trace = recorded(&s, "blocking.js");
     let r = json(&["slow"], &trace);
     let cbs = r["callbacks"].as_array().unwrap();
-    assert_eq!(
-        cbs.len(),
-        5,
-        "the 5 blocking callbacks and nothing else: {cbs:?}"
-    );
+    assert_eq!(cbs.len(), 5, "the 5 blocking callbacks and nothing else: {cbs:?}");
     for c in cbs {
         assert_eq!(c["site"], "fixtures/blocking.js:21:3");
         assert_eq!(c["type"], "Timeout");
@@ -154,10 +134,7 @@ fn slow_lists_the_blocking_handler_of_blocking_js_first() {
     }
     let text = String::from_utf8_lossy(&run(&["slow"], &trace).stdout).into_owned();
     assert!(
-        text.lines()
-            .nth(2)
-            .unwrap()
-            .contains("fixtures/blocking.js:21:3"),
+        text.lines().nth(2).unwrap().contains("fixtures/blocking.js:21:3"),
         "{text}"
     );
 }
@@ -190,8 +167,7 @@ fn tree_shows_the_request_path_folded_and_bounded() {
     let trace = recorded(&s, "http-slow.js");
     let r = json(&["tree"], &trace);
     assert_eq!(r["view"], "trigger");
-    let text =
-        String::from_utf8_lossy(&run(&["tree", "--lines", "30"], &trace).stdout).into_owned();
+    let text = String::from_utf8_lossy(&run(&["tree", "--lines", "30"], &trace).stdout).into_owned();
     assert!(text.contains("x25 HTTPINCOMINGMESSAGE"), "{text}");
     assert!(text.lines().count() < 60, "bounded by --lines: {text}");
     let exec = json(&["tree", "--exec"], &trace);
@@ -221,12 +197,7 @@ fn reports_refuse_bad_input_with_one_line_and_exit_2() {
         ] {
             let out = run(&[cmd], path);
             let err = stderr(&out);
-            assert_eq!(
-                out.status.code(),
-                Some(2),
-                "{cmd} {}: {err}",
-                path.display()
-            );
+            assert_eq!(out.status.code(), Some(2), "{cmd} {}: {err}", path.display());
             assert!(
                 err.starts_with("asynctrace: error: ") && err.contains(needle),
                 "{cmd}: {err}"

@@ -14,9 +14,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use tracer_core::analysis::{self, synth, Context, Pass};
-use tracer_core::analysis::{
-    LeakOptions, Leaks, RequestOptions, Requests, Slow, SlowOptions, Tree, TreeOptions,
-};
+use tracer_core::analysis::{LeakOptions, Leaks, RequestOptions, Requests, Slow, SlowOptions, Tree, TreeOptions};
 use tracer_core::trace::{self, Event, StreamId};
 
 /// Counts what it forwards.
@@ -47,17 +45,9 @@ fn vm_hwm() -> String {
         .unwrap_or_else(|| "?".into())
 }
 
-fn measure<P: Pass>(
-    path: &Path,
-    name: &str,
-    pass: P,
-    finish: impl FnOnce(P, &mut Context) -> String,
-) {
+fn measure<P: Pass>(path: &Path, name: &str, pass: P, finish: impl FnOnce(P, &mut Context) -> String) {
     let mut reader = trace::open(path).expect("open the trace");
-    let mut counted = Counted {
-        inner: pass,
-        events: 0,
-    };
+    let mut counted = Counted { inner: pass, events: 0 };
     let t0 = Instant::now();
     let mut cx = analysis::run(&mut reader, &mut counted).expect("read the trace");
     let summary = finish(counted.inner, &mut cx);
@@ -72,18 +62,12 @@ fn measure<P: Pass>(
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    match args
-        .iter()
-        .map(String::as_str)
-        .collect::<Vec<_>>()
-        .as_slice()
-    {
+    match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
         ["gen", path, n] => {
             let n: u64 = n.parse().expect("event count");
             let file = std::fs::File::create(path).expect("create the trace");
             let t0 = Instant::now();
-            let (_, written) =
-                synth::http_server_workload(BufWriter::new(file), n, 7).expect("write");
+            let (_, written) = synth::http_server_workload(BufWriter::new(file), n, 7).expect("write");
             let bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
             println!(
                 "{written} events, {bytes} bytes ({:.2} B/event) in {:.1} s",
@@ -101,15 +85,10 @@ fn main() {
                 "leaks" => measure(p, "leaks", Leaks::new(LeakOptions::default()), |t, cx| {
                     format!("{} leak groups", t.finish(cx).leaks.len())
                 }),
-                "requests" => measure(
-                    p,
-                    "requests",
-                    Requests::new(RequestOptions::default()),
-                    |t, cx| {
-                        let r = t.finish(cx);
-                        format!("{} requests, p99 {:.1} ms", r.count, r.p99_ms)
-                    },
-                ),
+                "requests" => measure(p, "requests", Requests::new(RequestOptions::default()), |t, cx| {
+                    let r = t.finish(cx);
+                    format!("{} requests, p99 {:.1} ms", r.count, r.p99_ms)
+                }),
                 "slow" => measure(p, "slow", Slow::new(SlowOptions::default()), |t, cx| {
                     format!("{} slow callbacks", t.finish(cx).count)
                 }),

@@ -12,8 +12,7 @@ use crate::cmd::open_trace;
 pub fn run(args: LeaksArgs) -> anyhow::Result<ExitCode> {
     let mut reader = open_trace(&args.trace)?;
     let mut pass = Leaks::new(LeakOptions::default());
-    let mut cx = analysis::run(&mut reader, &mut pass)
-        .with_context(|| format!("reading {}", args.trace.display()))?;
+    let mut cx = analysis::run(&mut reader, &mut pass).with_context(|| format!("reading {}", args.trace.display()))?;
     let report = pass.finish(&mut cx);
     let mut out = std::io::stdout().lock();
     match args.format {

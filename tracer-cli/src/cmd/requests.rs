@@ -14,8 +14,7 @@ pub fn run(args: RequestsArgs) -> anyhow::Result<ExitCode> {
     let mut opts = RequestOptions::default();
     opts.limit = args.limit;
     let mut pass = Requests::new(opts);
-    let mut cx = analysis::run(&mut reader, &mut pass)
-        .with_context(|| format!("reading {}", args.trace.display()))?;
+    let mut cx = analysis::run(&mut reader, &mut pass).with_context(|| format!("reading {}", args.trace.display()))?;
     let report = pass.finish(&mut cx);
     let mut out = std::io::stdout().lock();
     match args.format {

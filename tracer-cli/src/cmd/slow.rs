@@ -20,8 +20,7 @@ pub fn run(args: SlowArgs) -> anyhow::Result<ExitCode> {
     opts.threshold_ns = (args.threshold_ms * 1e6).round() as u64;
     opts.limit = args.limit;
     let mut pass = Slow::new(opts);
-    let mut cx = analysis::run(&mut reader, &mut pass)
-        .with_context(|| format!("reading {}", args.trace.display()))?;
+    let mut cx = analysis::run(&mut reader, &mut pass).with_context(|| format!("reading {}", args.trace.display()))?;
     let report = pass.finish(&mut cx);
     let mut out = std::io::stdout().lock();
     match args.format {

@@ -20,8 +20,7 @@ pub fn run(args: TreeArgs) -> anyhow::Result<ExitCode> {
     opts.children = args.children;
     opts.lines = args.lines;
     let mut pass = Tree::new(opts);
-    let mut cx = analysis::run(&mut reader, &mut pass)
-        .with_context(|| format!("reading {}", args.trace.display()))?;
+    let mut cx = analysis::run(&mut reader, &mut pass).with_context(|| format!("reading {}", args.trace.display()))?;
     let report = pass.finish(&mut cx);
     let mut out = std::io::stdout().lock();
     match args.format {

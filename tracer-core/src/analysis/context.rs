@@ -135,10 +135,7 @@ impl Context {
 
     /// pid and thread of a stream (zeros for an unknown stream).
     pub fn stream(&self, stream: StreamId) -> StreamDesc {
-        self.streams
-            .get(stream as usize)
-            .cloned()
-            .unwrap_or_default()
+        self.streams.get(stream as usize).cloned().unwrap_or_default()
     }
 
     /// Time of the last event over all streams.
@@ -165,10 +162,7 @@ pub fn format_frame(frame: &str) -> String {
 
 /// Reads the whole trace once, feeding `pass`; returns the context (strings, streams, sites)
 /// for rendering the pass's report.
-pub fn run<R: Read, P: Pass>(
-    reader: &mut TraceReader<R>,
-    pass: &mut P,
-) -> Result<Context, TraceError> {
+pub fn run<R: Read, P: Pass>(reader: &mut TraceReader<R>, pass: &mut P) -> Result<Context, TraceError> {
     let mut cx = Context::new(reader.meta().clone());
     while let Some(batch) = reader.next_batch()? {
         match batch {
@@ -181,9 +175,7 @@ pub fn run<R: Read, P: Pass>(
                     pass.event(&mut cx, ev);
                 }
                 // Why once per batch: a batch is one stream, in time order.
-                if let (Some(last), Some(desc)) =
-                    (events.last(), cx.streams.get_mut(stream as usize))
-                {
+                if let (Some(last), Some(desc)) = (events.last(), cx.streams.get_mut(stream as usize)) {
                     desc.last_ns = desc.last_ns.max(last.time_ns);
                 }
             }

@@ -240,10 +240,7 @@ mod tests {
         dip[50..60].iter_mut().for_each(|x| *x = 3);
         assert!(!grew(&buckets(&dip).unwrap(), rule));
         let small: Vec<u32> = (0..100).map(|i| i / 20).collect();
-        assert!(
-            !grew(&buckets(&small).unwrap(), rule),
-            "a rise of 4 is below min_rise"
-        );
+        assert!(!grew(&buckets(&small).unwrap(), rule), "a rise of 4 is below min_rise");
         assert!(buckets(&[1, 2, 3]).is_none());
     }
 }

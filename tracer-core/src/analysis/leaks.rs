@@ -255,14 +255,14 @@ impl Leaks {
                 .then_with(|| a.type_name.cmp(&b.type_name))
                 .then_with(|| a.site.cmp(&b.site))
         });
-        let other_alive = self
-            .other
-            .into_iter()
-            .map(|(t, n)| (cx.string(t).to_owned(), n))
-            .fold(BTreeMap::new(), |mut m, (t, n)| {
-                *m.entry(t).or_default() += n;
-                m
-            });
+        let other_alive =
+            self.other
+                .into_iter()
+                .map(|(t, n)| (cx.string(t).to_owned(), n))
+                .fold(BTreeMap::new(), |mut m, (t, n)| {
+                    *m.entry(t).or_default() += n;
+                    m
+                });
         LeakReport {
             leaks,
             settled_not_collected: self.settled,
@@ -278,10 +278,7 @@ impl Pass for Leaks {
     #[inline]
     fn event(&mut self, cx: &mut Context, ev: &Event) {
         self.growth.tick(ev.stream, ev.time_ns);
-        if let EventKind::Init {
-            type_name, stack, ..
-        } = ev.kind
-        {
+        if let EventKind::Init { type_name, stack, .. } = ev.kind {
             let site = cx.site(stack);
             let Step::Init(_) = self.life.apply(ev) else {
                 return;
@@ -289,19 +286,14 @@ impl Pass for Leaks {
             let Some(site) = site else { return };
             let life = &self.life;
             let key = (ev.stream, ev.id);
-            let series = self.growth.site(
-                (ev.stream, type_name, site),
-                stack,
-                ev.time_ns,
-                ev.id,
-                || life.chain(key, CHAIN_MAX),
-            );
+            let series = self
+                .growth
+                .site((ev.stream, type_name, site), stack, ev.time_ns, ev.id, || {
+                    life.chain(key, CHAIN_MAX)
+                });
             self.growth.add(series);
             if let Some(res) = self.life.get_mut(key) {
-                res.data = LeakData {
-                    series,
-                    pending: true,
-                };
+                res.data = LeakData { series, pending: true };
             }
             return;
         }
@@ -334,16 +326,11 @@ impl Pass for Leaks {
                     samples: Some(samples.clone()),
                 });
             acc.count += u64::from(peak);
-            acc.oldest_age_ns = acc
-                .oldest_age_ns
-                .max(end_ns.saturating_sub(s.first_init_ns));
+            acc.oldest_age_ns = acc.oldest_age_ns.max(end_ns.saturating_sub(s.first_init_ns));
         }
         let mut found: Vec<(Key, LeakClass)> = Vec::new();
-        let alive: Vec<(Key, Resource<LeakData>)> = self
-            .life
-            .iter_stream(stream)
-            .map(|(k, r)| (k, r.clone()))
-            .collect();
+        let alive: Vec<(Key, Resource<LeakData>)> =
+            self.life.iter_stream(stream).map(|(k, r)| (k, r.clone())).collect();
         for (key, res) in &alive {
             if let Some(class) = self.classify(cx, res) {
                 found.push((*key, class));
@@ -357,17 +344,14 @@ impl Pass for Leaks {
             let age = end_ns.saturating_sub(res.init_ns);
             let (type_name, stack, init_ns) = (res.type_name, res.stack, res.init_ns);
             let life = &self.life;
-            let acc = self
-                .groups
-                .entry((class, type_name, site))
-                .or_insert_with(|| GroupAcc {
-                    count: 0,
-                    oldest_age_ns: 0,
-                    example: (key, u64::MAX),
-                    chain: Vec::new(),
-                    stack,
-                    samples: None,
-                });
+            let acc = self.groups.entry((class, type_name, site)).or_insert_with(|| GroupAcc {
+                count: 0,
+                oldest_age_ns: 0,
+                example: (key, u64::MAX),
+                chain: Vec::new(),
+                stack,
+                samples: None,
+            });
             acc.count += 1;
             acc.oldest_age_ns = acc.oldest_age_ns.max(age);
             // The oldest is the example (ties: the lowest id, as ids grow with time).

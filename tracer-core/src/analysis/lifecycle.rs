@@ -132,11 +132,7 @@ impl<X: Default> Lifecycle<X> {
     /// A tracker remembering about `tombs` recently destroyed resources (rounded up to a
     /// power of two; 0 disables it).
     pub fn with_tombstones(tombs: usize) -> Self {
-        let n = if tombs == 0 {
-            0
-        } else {
-            tombs.next_power_of_two()
-        };
+        let n = if tombs == 0 { 0 } else { tombs.next_power_of_two() };
         Lifecycle {
             live: FxMap::default(),
             tombs: vec![None; n],
@@ -185,11 +181,7 @@ impl<X: Default> Lifecycle<X> {
                         let sync_ns = t.saturating_sub(start_ns);
                         res.sync_ns += sync_ns;
                         res.idle_since_ns = t;
-                        Step::After {
-                            res,
-                            start_ns,
-                            sync_ns,
-                        }
+                        Step::After { res, start_ns, sync_ns }
                     }
                     None => Step::Unknown,
                 },
@@ -268,12 +260,7 @@ impl<X: Default> Lifecycle<X> {
 
     /// Removes the live resources of a stream (it ended), handing each to `f`, in id order.
     pub fn drain_stream(&mut self, stream: StreamId, mut f: impl FnMut(Key, Resource<X>)) {
-        let mut keys: Vec<Key> = self
-            .live
-            .keys()
-            .filter(|k| k.0 == stream)
-            .copied()
-            .collect();
+        let mut keys: Vec<Key> = self.live.keys().filter(|k| k.0 == stream).copied().collect();
         keys.sort_unstable();
         for k in keys {
             if let Some(res) = self.live.remove(&k) {

@@ -59,13 +59,9 @@ mod tests;
 
 pub use context::{format_frame, run, site_of_stack, Context, Pass, SiteId, StreamDesc};
 pub use growth::GrowthRule;
-pub use leaks::{
-    LeakClass, LeakExample, LeakGroup, LeakLink, LeakOptions, LeakReport, Leaks, HANDLE_TYPES,
-};
+pub use leaks::{LeakClass, LeakExample, LeakGroup, LeakLink, LeakOptions, LeakReport, Leaks, HANDLE_TYPES};
 pub use lifecycle::{ChainLink, Key, Lifecycle, Resource, Step};
-pub use report::{
-    ms, write_leaks_text, write_requests_text, write_slow_text, write_tree_text, TextOptions,
-};
+pub use report::{ms, write_leaks_text, write_requests_text, write_slow_text, write_tree_text, TextOptions};
 pub use requests::{Request, RequestOptions, RequestReport, Requests, Segment};
 pub use slow::{Slow, SlowCallback, SlowOptions, SlowReport};
 pub use tree::{Tree, TreeNode, TreeOptions, TreeReport, TreeStream};

@@ -56,11 +56,7 @@ pub fn write_tree_text(out: &mut impl Write, r: &TreeReport) -> io::Result<()> {
             plural(s.groups, "group", "groups")
         )?;
         if s.orphans > 0 {
-            write!(
-                out,
-                ", {} with an unknown parent shown at the top",
-                s.orphans
-            )?;
+            write!(out, ", {} with an unknown parent shown at the top", s.orphans)?;
         }
         writeln!(out)?;
         for n in &s.roots {
@@ -73,13 +69,7 @@ pub fn write_tree_text(out: &mut impl Write, r: &TreeReport) -> io::Result<()> {
 fn write_node(out: &mut impl Write, n: &TreeNode, depth: usize) -> io::Result<()> {
     let pad = "  ".repeat(depth);
     if n.count == 1 {
-        write!(
-            out,
-            "{pad}{} #{} {}",
-            n.type_name,
-            n.first_id,
-            site(&n.site)
-        )?;
+        write!(out, "{pad}{} #{} {}", n.type_name, n.first_id, site(&n.site))?;
     } else {
         write!(
             out,
@@ -162,12 +152,7 @@ fn write_group(out: &mut impl Write, g: &LeakGroup, frames: usize) -> io::Result
     } else {
         format!("pid {} worker {}", e.pid, e.thread)
     };
-    writeln!(
-        out,
-        "    example #{} ({who}), {}",
-        e.id,
-        chain_text(&e.chain)
-    )?;
+    writeln!(out, "    example #{} ({who}), {}", e.id, chain_text(&e.chain))?;
     for (i, f) in g.stack.iter().take(frames).enumerate() {
         writeln!(out, "    {} {f}", if i == 0 { "at" } else { "  " })?;
     }
@@ -200,16 +185,15 @@ pub fn write_leaks_text(out: &mut impl Write, r: &LeakReport, o: &TextOptions) -
             "  settled, not yet collected: {} PROMISE (promise destroy waits for GC)",
             r.settled_not_collected
         )?;
-        writeln!(
-            out,
-            "  inside their callback at exit: {}",
-            r.running_at_exit
-        )?;
+        writeln!(out, "  inside their callback at exit: {}", r.running_at_exit)?;
         for (t, n) in &r.other_alive {
             writeln!(out, "  alive at exit, not a leak class: {n} {t}")?;
         }
     } else if r.settled_not_collected > 0 || !r.other_alive.is_empty() {
-        writeln!(out, "(settled promises not yet collected and work cut short by the exit are not leaks; --all lists them)")?;
+        writeln!(
+            out,
+            "(settled promises not yet collected and work cut short by the exit are not leaks; --all lists them)"
+        )?;
     }
     footer(out, r.dropped, r.truncated)
 }
@@ -323,13 +307,13 @@ pub fn write_requests_text(out: &mut impl Write, r: &RequestReport) -> io::Resul
 
 fn footer(out: &mut impl Write, dropped: u64, truncated: bool) -> io::Result<()> {
     if dropped > 0 {
-        writeln!(out, "warning: the agent dropped {dropped} events (ring full); lifetimes and counts may be off")?;
-    }
-    if truncated {
         writeln!(
             out,
-            "warning: the trace is truncated; this covers its complete prefix"
+            "warning: the agent dropped {dropped} events (ring full); lifetimes and counts may be off"
         )?;
+    }
+    if truncated {
+        writeln!(out, "warning: the trace is truncated; this covers its complete prefix")?;
     }
     Ok(())
 }

@@ -151,12 +151,7 @@ impl Slow {
 impl Pass for Slow {
     #[inline]
     fn event(&mut self, _cx: &mut Context, ev: &Event) {
-        if let Step::After {
-            res,
-            start_ns,
-            sync_ns,
-        } = self.life.apply(ev)
-        {
+        if let Step::After { res, start_ns, sync_ns } = self.life.apply(ev) {
             if sync_ns > self.opts.threshold_ns {
                 let e = Entry {
                     sync_ns,

@@ -68,9 +68,8 @@ impl<W: Write> Synth<W> {
         let Some(held) = &mut self.held else {
             return Ok(());
         };
-        let (mut out, keep): (Vec<Event>, Vec<Event>) = held
-            .drain(..)
-            .partition(|e| stream.map_or(true, |s| s == e.stream));
+        let (mut out, keep): (Vec<Event>, Vec<Event>) =
+            held.drain(..).partition(|e| stream.map_or(true, |s| s == e.stream));
         *held = keep;
         out.sort_by_key(|e| (e.stream, e.time_ns));
         for e in &out {
@@ -201,14 +200,7 @@ pub fn http_server_workload<W: Write>(out: W, events: u64, seed: u64) -> io::Res
         for _ in 0..depth {
             let p = id;
             id += 1;
-            s.init(
-                st,
-                t,
-                p,
-                "PROMISE",
-                trigger,
-                Some("handler\tserver.js:12:9"),
-            )?;
+            s.init(st, t, p, "PROMISE", trigger, Some("handler\tserver.js:12:9"))?;
             chain.push(p);
             trigger = p;
         }

@@ -151,13 +151,7 @@ impl Tree {
         (h.finish() >> 32) as usize & ((1 << 16) - 1)
     }
 
-    fn new_group(
-        &mut self,
-        parent: u32,
-        type_name: StringId,
-        site: Option<SiteId>,
-        id: u64,
-    ) -> u32 {
+    fn new_group(&mut self, parent: u32, type_name: StringId, site: Option<SiteId>, id: u64) -> u32 {
         let g = self.groups.len() as u32;
         self.groups.push(Group {
             parent,
@@ -193,8 +187,7 @@ impl Tree {
             self.orphans.resize(s + 1, 0);
         }
         let d = cx.stream(stream);
-        let selected = self.opts.pid.map_or(true, |p| p == d.pid)
-            && self.opts.thread.map_or(true, |t| t == d.thread);
+        let selected = self.opts.pid.map_or(true, |p| p == d.pid) && self.opts.thread.map_or(true, |t| t == d.thread);
         let selected = selected && self.root_stream.map_or(true, |r| r == stream);
         let r = if selected {
             if self.opts.root.is_some() {
@@ -208,13 +201,7 @@ impl Tree {
         r
     }
 
-    fn group_for(
-        &mut self,
-        parent: u32,
-        type_name: StringId,
-        site: Option<SiteId>,
-        id: u64,
-    ) -> u32 {
+    fn group_for(&mut self, parent: u32, type_name: StringId, site: Option<SiteId>, id: u64) -> u32 {
         if let Some(&g) = self.index.get(&(parent, type_name, site)) {
             return g;
         }
@@ -393,10 +380,7 @@ impl Pass for Tree {
                 }
             };
             let site = cx.site(stack);
-            let g = if self.opts.root == Some(ev.id)
-                && self.root_stream == Some(ev.stream)
-                && self.pinned == NONE
-            {
+            let g = if self.opts.root == Some(ev.id) && self.root_stream == Some(ev.stream) && self.pinned == NONE {
                 self.pinned = self.new_group(parent, type_name, site, ev.id);
                 self.pinned
             } else {
@@ -432,8 +416,7 @@ impl Pass for Tree {
 
     fn stream_end(&mut self, _cx: &mut Context, stream: StreamId, _end_ns: u64) {
         let mut alive = Vec::new();
-        self.life
-            .drain_stream(stream, |_, res| alive.push(res.data));
+        self.life.drain_stream(stream, |_, res| alive.push(res.data));
         for g in alive {
             self.finish_group(g, None);
         }
