@@ -224,3 +224,30 @@ fn reports_analyse_the_prefix_of_a_truncated_trace_and_warn() {
         assert!(err.contains("truncated"), "{cmd} warns: {err}");
     }
 }
+
+/// The pending-timer groups of a `leaks` report, as `(type, site)`.
+fn pending_timers(r: &Value) -> Vec<(String, String)> {
+    r["leaks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["class"] == "pending-timer")
+        .map(|l| (l["type"].as_str().unwrap().to_string(), l["site"].as_str().unwrap_or("").to_string()))
+        .collect()
+}
+
+#[test]
+fn esm_app_gets_creation_sites_relative_to_its_cwd() {
+    let s = Scratch::new("esm-site");
+    let trace = recorded(&s, "esm/leak.mjs");
+    let r = json(&["leaks"], &trace);
+    assert_eq!(pending_timers(&r), vec![("Timeout".to_string(), "fixtures/esm/leak.mjs:6:11".to_string())], "{r}");
+}
+
+#[test]
+fn an_app_with_its_own_prepare_stack_trace_keeps_it_and_sites_stay_right() {
+    let s = Scratch::new("prepare-stack");
+    let trace = recorded(&s, "prepare-stack.js"); // fails if the app's own formatting broke
+    let r = json(&["leaks"], &trace);
+    assert_eq!(pending_timers(&r), vec![("Timeout".to_string(), "fixtures/prepare-stack.js:14:11".to_string())], "{r}");
+}
