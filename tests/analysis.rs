@@ -63,10 +63,8 @@ fn leaks_reports_exactly_the_intentional_leaks_of_leaks_js() {
     .collect();
     assert_eq!(got, want, "leak groups (left: reported)");
     let settled = r["settled_not_collected"].as_u64().unwrap();
-    assert!(
-        settled <= 2000 && settled > 0,
-        "the 2000 settled promises, minus any GC collected: {settled}"
-    );
+    // Settled promises are destroyed only when GC runs; Node 22 sometimes collects them all.
+    assert!(settled <= 2000, "the 2000 settled promises, minus any GC collected: {settled}");
     assert_eq!(r["dropped"], 0);
     assert_eq!(r["truncated"], false);
     for g in r["leaks"].as_array().unwrap() {
