@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
-use inferno::flamegraph::{self, color::BasicPalette, Palette};
+use inferno::flamegraph::{self, color::BasicPalette, Palette, TextTruncateDirection};
 use tracer_core::export::{fold, Filter, FoldOptions, Folded, Weight};
 
 use crate::cli::{FilterArgs, FlameArgs, WeightArg};
@@ -97,6 +97,8 @@ fn draw(trace: &Path, folded: &Folded, flamechart: bool, out: impl Write) -> any
         _ => BasicPalette::Green,
     });
     opt.flame_chart = flamechart;
+    // Why: a frame name starts with its type, the part worth keeping when space runs out.
+    opt.text_truncate_direction = TextTruncateDirection::Right;
     // Why: the lines are already sorted (or in time order for a flame chart).
     opt.no_sort = true;
     flamegraph::from_lines(&mut opt, lines.iter().map(String::as_str), out).context("drawing the flame graph")?;

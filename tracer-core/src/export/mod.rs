@@ -25,3 +25,6 @@ pub use filter::Filter;
 pub use folded::{fold, FoldOptions, Folded, Stack, Weight};
 pub use frames::FrameInfo;
 pub use speedscope::write_speedscope;
+
+#[cfg(test)]
+mod tests;
