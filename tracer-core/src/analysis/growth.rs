@@ -9,7 +9,10 @@
 //! At the end of the stream the series is cut into [`BUCKETS`] equal parts and the site
 //! grew when the bucket peaks are non-decreasing (each at least the previous one), the last
 //! is at least [`GrowthRule::min_ratio`] times the first (an empty first bucket counts as
-//! one) and at least [`GrowthRule::min_rise`] above it. Because peaks are taken during the
+//! one) and at least [`GrowthRule::min_rise`] above it, and the rise is spread over the run:
+//! the peak goes up in at least [`GrowthRule::min_steps`] buckets. A burst of creations late in
+//! the run (a start-up that schedules a hundred timers at once) rises in one or two buckets and
+//! is not growth. Because peaks are taken during the
 //! run, a cache freed at the very end still shows as growth. Streams shorter than
 //! `BUCKETS` slices (10 ms) are too short to judge and never report growth.
 
@@ -30,6 +33,8 @@ pub struct GrowthRule {
     pub min_ratio: f64,
     /// Last bucket peak - first bucket peak (default 10).
     pub min_rise: u32,
+    /// Buckets in which the peak rises (default 4 of 10).
+    pub min_steps: usize,
 }
 
 impl Default for GrowthRule {
@@ -37,6 +42,7 @@ impl Default for GrowthRule {
         GrowthRule {
             min_ratio: 2.0,
             min_rise: 10,
+            min_steps: 4,
         }
     }
 }
@@ -222,6 +228,7 @@ fn grew(b: &[u32], rule: GrowthRule) -> bool {
     b.windows(2).all(|w| w[1] >= w[0])
         && f64::from(last) >= rule.min_ratio * f64::from(first.max(1))
         && last.saturating_sub(first) >= rule.min_rise
+        && b.windows(2).filter(|w| w[1] > w[0]).count() >= rule.min_steps
 }
 
 #[cfg(test)]
@@ -242,5 +249,7 @@ mod tests {
         let small: Vec<u32> = (0..100).map(|i| i / 20).collect();
         assert!(!grew(&buckets(&small).unwrap(), rule), "a rise of 4 is below min_rise");
         assert!(buckets(&[1, 2, 3]).is_none());
+        let burst_at_the_end = [1, 1, 1, 1, 1, 1, 1, 1, 44, 100];
+        assert!(!grew(&burst_at_the_end, rule), "a late burst rises in two buckets only");
     }
 }
