@@ -64,7 +64,10 @@ fn leaks_reports_exactly_the_intentional_leaks_of_leaks_js() {
     assert_eq!(got, want, "leak groups (left: reported)");
     let settled = r["settled_not_collected"].as_u64().unwrap();
     // Settled promises are destroyed only when GC runs; Node 22 sometimes collects them all.
-    assert!(settled <= 2000, "the 2000 settled promises, minus any GC collected: {settled}");
+    assert!(
+        settled <= 2000,
+        "the 2000 settled promises, minus any GC collected: {settled}"
+    );
     assert_eq!(r["dropped"], 0);
     assert_eq!(r["truncated"], false);
     for g in r["leaks"].as_array().unwrap() {
@@ -193,14 +196,7 @@ fn reports_refuse_bad_input_with_one_line_and_exit_2() {
             (&foreign, "not an asynctrace trace"),
             (&s.path("nope.bin"), "nope.bin"),
         ] {
-            let out = run(&[cmd], path);
-            let err = stderr(&out);
-            assert_eq!(out.status.code(), Some(2), "{cmd} {}: {err}", path.display());
-            assert!(
-                err.starts_with("asynctrace: error: ") && err.contains(needle),
-                "{cmd}: {err}"
-            );
-            assert_eq!(err.trim_end().lines().count(), 1, "{cmd}: one line: {err}");
+            assert_clean_failure(&run(&[cmd], path), needle);
         }
     }
 }
@@ -230,7 +226,12 @@ fn pending_timers(r: &Value) -> Vec<(String, String)> {
         .unwrap()
         .iter()
         .filter(|l| l["class"] == "pending-timer")
-        .map(|l| (l["type"].as_str().unwrap().to_string(), l["site"].as_str().unwrap_or("").to_string()))
+        .map(|l| {
+            (
+                l["type"].as_str().unwrap().to_string(),
+                l["site"].as_str().unwrap_or("").to_string(),
+            )
+        })
         .collect()
 }
 
@@ -239,7 +240,11 @@ fn esm_app_gets_creation_sites_relative_to_its_cwd() {
     let s = Scratch::new("esm-site");
     let trace = recorded(&s, "esm/leak.mjs");
     let r = json(&["leaks"], &trace);
-    assert_eq!(pending_timers(&r), vec![("Timeout".to_string(), "fixtures/esm/leak.mjs:6:11".to_string())], "{r}");
+    assert_eq!(
+        pending_timers(&r),
+        vec![("Timeout".to_string(), "fixtures/esm/leak.mjs:6:11".to_string())],
+        "{r}"
+    );
 }
 
 #[test]
@@ -247,5 +252,9 @@ fn an_app_with_its_own_prepare_stack_trace_keeps_it_and_sites_stay_right() {
     let s = Scratch::new("prepare-stack");
     let trace = recorded(&s, "prepare-stack.js"); // fails if the app's own formatting broke
     let r = json(&["leaks"], &trace);
-    assert_eq!(pending_timers(&r), vec![("Timeout".to_string(), "fixtures/prepare-stack.js:14:11".to_string())], "{r}");
+    assert_eq!(
+        pending_timers(&r),
+        vec![("Timeout".to_string(), "fixtures/prepare-stack.js:14:11".to_string())],
+        "{r}"
+    );
 }

@@ -10,18 +10,6 @@ fn info_of(path: &std::path::Path) -> Output {
     Command::new(asynctrace()).arg("info").arg(path).output().unwrap()
 }
 
-fn assert_clean_failure(out: &Output, needle: &str) {
-    let err = stderr(out);
-    assert_eq!(out.status.code(), Some(2), "exit code for: {err}");
-    assert!(err.starts_with("asynctrace: error: "), "one error line: {err}");
-    assert!(err.contains(needle), "expected {needle:?} in: {err}");
-    assert!(
-        !err.contains("panicked") && !err.contains("RUST_BACKTRACE"),
-        "no panic: {err}"
-    );
-    assert_eq!(err.trim_end().lines().count(), 1, "a single line: {err}");
-}
-
 #[test]
 fn info_on_an_empty_file_says_it_is_empty() {
     let s = Scratch::new("empty");

@@ -2,8 +2,7 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use support::*;
 
@@ -120,23 +119,8 @@ fn process_exit_inside_a_callback_leaves_a_complete_trace() {
 fn sigkilled_app_gives_137_and_a_readable_trace() {
     let scratch = Scratch::new("sigkill");
     let trace = scratch.path("t.bin");
-    let mut child = Command::new(asynctrace())
-        .arg("record")
-        .arg("-o")
-        .arg(&trace)
-        .arg("--")
-        .arg(node())
-        .arg(fixture("spin.js"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
     // Wait until the app has done real work, then kill the app (not asynctrace).
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert_eq!(line, "ready\n");
+    let child = record_spin(&trace);
     let app = find_child_pid(child.id()).expect("the app's pid");
     Command::new("kill").arg("-KILL").arg(app.to_string()).status().unwrap();
     let out = child.wait_with_output().unwrap();
@@ -160,21 +144,7 @@ fn find_child_pid(parent: u32) -> Option<u32> {
 fn sigterm_to_record_reaches_the_app_and_the_trace_is_finished() {
     let scratch = Scratch::new("sigterm");
     let trace = scratch.path("t.bin");
-    let mut child = Command::new(asynctrace())
-        .arg("record")
-        .arg("-o")
-        .arg(&trace)
-        .arg("--")
-        .arg(node())
-        .arg(fixture("spin.js"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let child = record_spin(&trace);
     Command::new("kill")
         .arg("-TERM")
         .arg(child.id().to_string())

@@ -158,3 +158,39 @@ pub fn counts(obj: &Value) -> BTreeMap<String, u64> {
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
+
+/// A command that failed the way every bad input must: exit 2, one line starting
+/// `asynctrace: error:` that contains `needle`, no panic.
+pub fn assert_clean_failure(out: &Output, needle: &str) {
+    let err = stderr(out);
+    assert_eq!(out.status.code(), Some(2), "exit code for: {err}");
+    assert!(err.starts_with("asynctrace: error: "), "one error line: {err}");
+    assert!(err.contains(needle), "expected {needle:?} in: {err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("RUST_BACKTRACE"),
+        "no panic: {err}"
+    );
+    assert_eq!(err.trim_end().lines().count(), 1, "a single line: {err}");
+}
+
+/// Starts `asynctrace record -- node fixtures/spin.js` and waits until the app printed `ready`.
+pub fn record_spin(trace: &Path) -> std::process::Child {
+    use std::io::BufRead;
+    let mut child = Command::new(asynctrace())
+        .arg("record")
+        .arg("-o")
+        .arg(trace)
+        .arg("--")
+        .arg(node())
+        .arg(fixture("spin.js"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line, "ready\n");
+    child
+}

@@ -35,9 +35,14 @@ fn monotonic_ns() -> u64 {
     t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
 }
 
+/// Monotonic time in whole microseconds (as nanoseconds): the trace encodes microsecond ticks.
+fn monotonic_us_in_ns() -> u64 {
+    monotonic_ns() / 1000 * 1000
+}
+
 fn start_clock(tick_us: u32) {
     CLOCK_THREAD.get_or_init(|| {
-        CLOCK.store((monotonic_ns() as f64).to_bits(), Ordering::Relaxed);
+        CLOCK.store((monotonic_us_in_ns() as f64).to_bits(), Ordering::Relaxed);
         let tick = Duration::from_micros(tick_us.clamp(5, 100_000) as u64);
         let _ = std::thread::Builder::new()
             .name("asynctrace-clock".into())

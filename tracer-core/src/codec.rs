@@ -32,15 +32,14 @@ pub enum CodecError {
 
 /// Serializes `value`.
 pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, CodecError> {
-    bincode::serde::encode_to_vec(value, bincode::config::standard())
-        .map_err(|e| CodecError::Encode(e.to_string()))
+    bincode::serde::encode_to_vec(value, bincode::config::standard()).map_err(|e| CodecError::Encode(e.to_string()))
 }
 
 /// Deserializes a `T` that must fill `bytes` exactly.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     let config = bincode::config::standard().with_limit::<DECODE_LIMIT>();
-    let (value, used) = bincode::serde::decode_from_slice::<T, _>(bytes, config)
-        .map_err(|e| CodecError::Decode(e.to_string()))?;
+    let (value, used) =
+        bincode::serde::decode_from_slice::<T, _>(bytes, config).map_err(|e| CodecError::Decode(e.to_string()))?;
     // Why: trailing bytes mean the writer and reader disagree on the layout; silently
     // ignoring them would hide a format bug.
     match bytes.len() - used.min(bytes.len()) {
@@ -59,10 +58,7 @@ mod tests {
         let mut bytes = encode(&value).unwrap();
         assert_eq!(decode::<(u32, String, Vec<u64>)>(&bytes).unwrap(), value);
         bytes.push(0);
-        assert_eq!(
-            decode::<(u32, String, Vec<u64>)>(&bytes),
-            Err(CodecError::Trailing(1))
-        );
+        assert_eq!(decode::<(u32, String, Vec<u64>)>(&bytes), Err(CodecError::Trailing(1)));
     }
 
     #[test]

@@ -12,11 +12,11 @@
 
 pub mod analysis;
 pub mod codec;
+pub mod export;
+pub mod ingest;
 pub mod record;
+pub mod recorder;
 pub mod ring;
 pub mod shm;
-pub mod trace;
-pub mod ingest;
-pub mod recorder;
 pub mod summary;
-pub mod export;
+pub mod trace;

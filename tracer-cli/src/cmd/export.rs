@@ -7,7 +7,7 @@ use tracer_core::export::{write_chrome, write_speedscope, ChromeOptions};
 
 use crate::cli::{ExportArgs, ExportFormat};
 use crate::cmd::flame::{fold_trace, output, to_filter};
-use crate::cmd::open_trace;
+use crate::cmd::{open_trace, warn_truncated};
 
 pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
     let out = output(args.output.as_deref())?;
@@ -24,7 +24,7 @@ pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
             let reader = open_trace(&args.trace)?;
             let stats = write_chrome(reader, &opts, out).with_context(|| format!("exporting {name}"))?;
             if stats.truncated {
-                eprintln!("asynctrace: warning: {name} is truncated; this is the export of its complete prefix");
+                warn_truncated(&args.trace, "export");
             }
         }
         ExportFormat::Speedscope => {

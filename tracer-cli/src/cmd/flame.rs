@@ -10,7 +10,7 @@ use inferno::flamegraph::{self, color::BasicPalette, Palette, TextTruncateDirect
 use tracer_core::export::{fold, Filter, FoldOptions, Folded, Weight};
 
 use crate::cli::{FilterArgs, FlameArgs, WeightArg};
-use crate::cmd::open_trace;
+use crate::cmd::{open_trace, warn_truncated};
 
 pub fn run(args: FlameArgs) -> anyhow::Result<ExitCode> {
     if !args.folded && args.output.is_none() && std::io::stdout().is_terminal() {
@@ -44,10 +44,7 @@ pub(super) fn fold_trace(
     opts.time_order = time_order;
     let folded = fold(reader, &opts).with_context(|| format!("reading {}", trace.display()))?;
     if folded.truncated {
-        eprintln!(
-            "asynctrace: warning: {} is truncated; this is the graph of its complete prefix",
-            trace.display()
-        );
+        warn_truncated(trace, "graph");
     }
     if folded.streams.is_empty() && (filter.pid.is_some() || filter.thread.is_some()) {
         bail!("no process or thread of {} matches --pid/--thread", trace.display());

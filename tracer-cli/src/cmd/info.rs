@@ -6,26 +6,16 @@ use std::process::ExitCode;
 use anyhow::Context;
 use tracer_core::summary::{self, ExitJson, TraceSummary};
 
-use crate::cli::{Format, InfoArgs};
-use crate::cmd::open_trace;
+use crate::cli::InfoArgs;
+use crate::cmd::{open_trace, print_report};
 
 pub fn run(args: InfoArgs) -> anyhow::Result<ExitCode> {
     let reader = open_trace(&args.trace)?;
     let s = summary::summarize(reader).with_context(|| format!("reading {}", args.trace.display()))?;
-    let mut out = std::io::stdout().lock();
-    match args.format {
-        Format::Json => {
-            serde_json::to_writer_pretty(&mut out, &s)?;
-            writeln!(out)?;
-        }
-        Format::Text => write_text(&mut out, &args.trace.display().to_string(), &s)?,
-    }
-    if s.truncated {
-        eprintln!(
-            "asynctrace: warning: {} is truncated; this is the analysis of its complete prefix",
-            args.trace.display()
-        );
-    }
+    let name = args.trace.display().to_string();
+    print_report(args.format, &s, &args.trace, s.truncated, |out| {
+        write_text(out, &name, &s)
+    })?;
     Ok(ExitCode::SUCCESS)
 }
 

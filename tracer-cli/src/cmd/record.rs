@@ -29,7 +29,8 @@ pub fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
             .unwrap_or(0),
         start_ns,
         writer_version: env!("CARGO_PKG_VERSION").to_string(),
-        clock_tick_ns: args.clock_us as u64 * 1000,
+        // The unit the trace encodes times in; the agent's times are whole microseconds.
+        clock_tick_ns: 1000,
     };
     let file =
         File::create(&args.output).with_context(|| format!("cannot create trace file {}", args.output.display()))?;

@@ -56,12 +56,7 @@ impl BlockKind {
 
 /// Writes one block whose payload is the concatenation of `parts`, in a single `write_all`.
 /// Returns the number of bytes written.
-pub fn write_block<W: Write>(
-    out: &mut W,
-    frame: &mut Vec<u8>,
-    kind: BlockKind,
-    parts: &[&[u8]],
-) -> io::Result<u64> {
+pub fn write_block<W: Write>(out: &mut W, frame: &mut Vec<u8>, kind: BlockKind, parts: &[&[u8]]) -> io::Result<u64> {
     let len: usize = parts.iter().map(|p| p.len()).sum();
     if len > MAX_PAYLOAD {
         return Err(io::Error::new(
@@ -108,37 +103,26 @@ pub fn read_block<R: Read>(input: &mut R, payload: &mut Vec<u8>) -> Result<Frame
     if read_full(input, &mut header).map_err(BlockError::Io)? < HEADER_LEN {
         return Ok(Frame::Eof);
     }
-    let word =
-        |i: usize| u32::from_le_bytes([header[i], header[i + 1], header[i + 2], header[i + 3]]);
+    let word = |i: usize| u32::from_le_bytes([header[i], header[i + 1], header[i + 2], header[i + 3]]);
     if crc32fast::hash(&header[..9]) != word(9) {
         return Err(BlockError::Corrupt("block header checksum mismatch".into()));
     }
     let Some(kind) = BlockKind::from_u8(header[0]) else {
-        return Err(BlockError::Corrupt(format!(
-            "unknown block kind {}",
-            header[0]
-        )));
+        return Err(BlockError::Corrupt(format!("unknown block kind {}", header[0])));
     };
     let len = word(1) as usize;
     if len > MAX_PAYLOAD {
-        return Err(BlockError::Corrupt(format!(
-            "block length {len} is over the limit"
-        )));
+        return Err(BlockError::Corrupt(format!("block length {len} is over the limit")));
     }
     payload.clear();
     // Why `take` + `read_to_end`: it grows the buffer only as bytes actually arrive, and a
     // short read means the file was cut off inside the payload.
-    input
-        .take(len as u64)
-        .read_to_end(payload)
-        .map_err(BlockError::Io)?;
+    input.take(len as u64).read_to_end(payload).map_err(BlockError::Io)?;
     if payload.len() < len {
         return Ok(Frame::Eof);
     }
     if crc32fast::hash(payload) != word(5) {
-        return Err(BlockError::Corrupt(
-            "block payload checksum mismatch".into(),
-        ));
+        return Err(BlockError::Corrupt("block payload checksum mismatch".into()));
     }
     Ok(Frame::Block {
         kind,

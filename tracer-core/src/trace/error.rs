@@ -28,9 +28,7 @@ pub enum TraceError {
     )]
     Empty,
     /// The input does not start with the trace magic.
-    #[error(
-        "not an asynctrace trace file (bad magic); pass a file written by `asynctrace record`"
-    )]
+    #[error("not an asynctrace trace file (bad magic); pass a file written by `asynctrace record`")]
     NotATrace,
     /// The input starts like a trace but ends before its header and metadata are complete.
     #[error(

@@ -178,10 +178,7 @@ pub fn decode(payload: &[u8], out: &mut Vec<Event>) -> Result<StreamId, &'static
     let mut cur = Cursor::new(payload);
     let stream = cur.u32().ok_or("bad events header (stream)")?;
     let count = cur.u64().ok_or("bad events header (count)")?;
-    let tick = cur
-        .u64()
-        .filter(|&t| t > 0)
-        .ok_or("bad events header (time unit)")?;
+    let tick = cur.u64().filter(|&t| t > 0).ok_or("bad events header (time unit)")?;
     // Why: every event takes at least one byte, so a larger count is damage; checking first
     // keeps a corrupt count from reserving a huge vector.
     if count > cur.remaining() as u64 {

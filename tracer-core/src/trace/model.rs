@@ -68,13 +68,20 @@ pub struct StreamEnd {
 pub enum EventKind {
     /// `init(asyncId, type, triggerAsyncId)`; `exec` is `executionAsyncId()` at init;
     /// `stack` is the creation stack (one frame per line, innermost first) when recorded.
-    Init { type_name: StringId, trigger: u64, exec: u64, stack: Option<StringId> },
+    Init {
+        type_name: StringId,
+        trigger: u64,
+        exec: u64,
+        stack: Option<StringId>,
+    },
     Before,
     After,
     Destroy,
     PromiseResolve,
     /// A label for the resource, e.g. `GET /users/7` for an HTTP request.
-    Label { text: StringId },
+    Label {
+        text: StringId,
+    },
 }
 
 /// One hook event of one resource.
@@ -92,11 +99,17 @@ pub struct Event {
 /// events that use them; events of one stream come in the order they happened.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Item {
-    String { id: StringId, text: String },
+    String {
+        id: StringId,
+        text: String,
+    },
     StreamStart(StreamInfo),
     /// The agent's metadata for a stream, a JSON object: `argv`, `execArgv`, `cwd`, `ppid`,
     /// `isMainThread`, ...
-    StreamMeta { stream: StreamId, json: String },
+    StreamMeta {
+        stream: StreamId,
+        json: String,
+    },
     Event(Event),
     StreamEnd(StreamEnd),
 }

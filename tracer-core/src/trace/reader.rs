@@ -67,15 +67,10 @@ pub fn open(path: &Path) -> Result<TraceReader<BufReader<File>>, TraceError> {
     // Why check first: on Unix opening a directory succeeds and only the read fails, with a
     // message ("Is a directory") that does not say what to do.
     if std::fs::metadata(path).map_err(io_err)?.is_dir() {
-        return Err(TraceError::IsDirectory {
-            path: path.to_owned(),
-        });
+        return Err(TraceError::IsDirectory { path: path.to_owned() });
     }
     let file = File::open(path).map_err(io_err)?;
-    TraceReader::with_path(
-        BufReader::with_capacity(256 * 1024, file),
-        Some(path.to_owned()),
-    )
+    TraceReader::with_path(BufReader::with_capacity(256 * 1024, file), Some(path.to_owned()))
 }
 
 impl<R: Read> TraceReader<R> {
@@ -118,15 +113,12 @@ impl<R: Read> TraceReader<R> {
                 kind: BlockKind::Meta,
                 len,
             }) => len,
-            Ok(Frame::Block { .. }) => {
-                return Err(corrupt(offset, "the first block is not the metadata"))
-            }
+            Ok(Frame::Block { .. }) => return Err(corrupt(offset, "the first block is not the metadata")),
             Ok(Frame::Eof) => return Err(TraceError::TruncatedHeader),
             Err(BlockError::Io(e)) => return Err(io_err(e)),
             Err(BlockError::Corrupt(what)) => return Err(corrupt(offset, what)),
         };
-        let meta =
-            codec::decode(&payload).map_err(|e| corrupt(offset, format!("metadata: {e}")))?;
+        let meta = codec::decode(&payload).map_err(|e| corrupt(offset, format!("metadata: {e}")))?;
         Ok(TraceReader {
             input,
             path,
@@ -225,14 +217,12 @@ impl<R: Read> TraceReader<R> {
             BlockKind::Events => {
                 self.events.clear();
                 self.next_event = 0;
-                let stream =
-                    events::decode(&self.payload, &mut self.events).map_err(|w| bad(w.into()))?;
+                let stream = events::decode(&self.payload, &mut self.events).map_err(|w| bad(w.into()))?;
                 self.check_live(stream).map_err(bad)?;
             }
             BlockKind::Strings => self.read_strings().map_err(|w| bad(w.into()))?,
             BlockKind::StreamStart => {
-                let info: StreamInfo =
-                    codec::decode(&self.payload).map_err(|e| bad(e.to_string()))?;
+                let info: StreamInfo = codec::decode(&self.payload).map_err(|e| bad(e.to_string()))?;
                 if info.stream as usize != self.streams.len() {
                     return Err(bad(format!("stream {} started out of order", info.stream)));
                 }
@@ -246,8 +236,7 @@ impl<R: Read> TraceReader<R> {
                 self.items.push_back(Item::StreamMeta { stream, json });
             }
             BlockKind::StreamEnd => {
-                let end: StreamEnd =
-                    codec::decode(&self.payload).map_err(|e| bad(e.to_string()))?;
+                let end: StreamEnd = codec::decode(&self.payload).map_err(|e| bad(e.to_string()))?;
                 self.check_live(end.stream).map_err(bad)?;
                 if let Some(ended) = self.streams.get_mut(end.stream as usize) {
                     *ended = true;
@@ -259,11 +248,10 @@ impl<R: Read> TraceReader<R> {
                     return Err(bad("end marker has a payload".into()));
                 }
                 let mut probe = [0u8; 1];
-                let n =
-                    read_full(&mut self.input, &mut probe).map_err(|source| TraceError::Io {
-                        path: self.path.clone(),
-                        source,
-                    })?;
+                let n = read_full(&mut self.input, &mut probe).map_err(|source| TraceError::Io {
+                    path: self.path.clone(),
+                    source,
+                })?;
                 if n != 0 {
                     return Err(corrupt(self.offset, "data after the end marker"));
                 }
@@ -282,8 +270,7 @@ impl<R: Read> TraceReader<R> {
             return Err("string ids out of order");
         }
         for i in 0..count {
-            let len = usize::try_from(cur.u64().ok_or("bad string length")?)
-                .map_err(|_| "bad string length")?;
+            let len = usize::try_from(cur.u64().ok_or("bad string length")?).map_err(|_| "bad string length")?;
             let bytes = cur.bytes(len).ok_or("string longer than its block")?;
             let text = std::str::from_utf8(bytes).map_err(|_| "string is not UTF-8")?;
             let id = u32::try_from(u64::from(first) + i).map_err(|_| "too many strings")?;
@@ -295,8 +282,7 @@ impl<R: Read> TraceReader<R> {
         if cur.remaining() != 0 {
             return Err("unexpected bytes after the last string");
         }
-        self.next_string =
-            u32::try_from(u64::from(first) + count).map_err(|_| "too many strings")?;
+        self.next_string = u32::try_from(u64::from(first) + count).map_err(|_| "too many strings")?;
         Ok(())
     }
 

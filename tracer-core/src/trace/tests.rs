@@ -96,10 +96,7 @@ fn every_item_kind_round_trips_in_file_order() {
     let (items, truncated) = read_all(&bytes).unwrap();
     assert_eq!(items, expected);
     assert!(!truncated);
-    let via_iter: Vec<Item> = TraceReader::new(&bytes[..])
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let via_iter: Vec<Item> = TraceReader::new(&bytes[..]).unwrap().map(Result::unwrap).collect();
     assert_eq!(via_iter, expected);
 }
 
@@ -151,20 +148,9 @@ fn header_errors_are_typed_and_explain_themselves() {
     let (mut bytes, _) = sample();
     bytes[8..12].copy_from_slice(&(TRACE_FORMAT_VERSION + 1).to_le_bytes());
     let err = TraceReader::new(&bytes[..]).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            TraceError::Version {
-                found: 2,
-                supported: 1
-            }
-        ),
-        "{err:?}"
-    );
+    assert!(matches!(err, TraceError::Version { found: 2, supported: 1 }), "{err:?}");
     assert!(err.to_string().contains("upgrade asynctrace"), "{err}");
-    assert!(TraceError::NotATrace
-        .to_string()
-        .contains("asynctrace record"));
+    assert!(TraceError::NotATrace.to_string().contains("asynctrace record"));
 }
 
 #[test]
@@ -195,10 +181,7 @@ fn writer_rejects_events_of_unknown_or_ended_streams() {
         id: 1,
         kind: EventKind::Before,
     };
-    assert_eq!(
-        w.event(&ev).unwrap_err().kind(),
-        std::io::ErrorKind::InvalidInput
-    );
+    assert_eq!(w.event(&ev).unwrap_err().kind(), std::io::ErrorKind::InvalidInput);
     let s = w.begin_stream(1, 0, "v20").unwrap();
     w.event(&ev).unwrap();
     w.end_stream(&StreamEnd {
@@ -217,9 +200,7 @@ fn writer_rejects_events_of_unknown_or_ended_streams() {
 fn interleaved_streams_keep_per_stream_order() {
     let mut w = TraceWriter::new(Vec::new(), &meta()).unwrap();
     let t = w.intern("PROMISE");
-    let streams: Vec<StreamId> = (0..3)
-        .map(|i| w.begin_stream(1, i, "v22").unwrap())
-        .collect();
+    let streams: Vec<StreamId> = (0..3).map(|i| w.begin_stream(1, i, "v22").unwrap()).collect();
     let per: Vec<Vec<Event>> = streams
         .iter()
         .map(|&s| promise_workload(s, 50_000, u64::from(s) + 3, t))

@@ -33,12 +33,7 @@ pub(crate) fn meta() -> TraceMeta {
 /// A promise-heavy program as async_hooks sees it: chains of promises created inside
 /// callbacks, resolved, their reactions run (before/after), and destroyed in GC batches,
 /// with the clock advancing one 50 µs tick every few events.
-pub(crate) fn promise_workload(
-    stream: StreamId,
-    n: usize,
-    seed: u64,
-    type_name: StringId,
-) -> Vec<Event> {
+pub(crate) fn promise_workload(stream: StreamId, n: usize, seed: u64, type_name: StringId) -> Vec<Event> {
     let mut rng = Rng(seed | 1);
     let mut out = Vec::with_capacity(n + 8);
     let (mut time, mut next_id, exec) = (0u64, 10u64, 1u64);
@@ -167,9 +162,7 @@ fn decode_throughput() {
         while let Some(batch) = r.next_batch().unwrap() {
             if let Batch::Events(evs) = batch {
                 count += evs.len();
-                sum = evs
-                    .iter()
-                    .fold(sum, |a, e| a.wrapping_add(e.id ^ e.time_ns));
+                sum = evs.iter().fold(sum, |a, e| a.wrapping_add(e.id ^ e.time_ns));
             }
         }
         batch_secs = batch_secs.min(cpu_secs() - start);
@@ -187,14 +180,8 @@ fn decode_throughput() {
 /// also counts time the thread waited for a core. Falls back to wall time off Linux.
 fn cpu_secs() -> f64 {
     let stat = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap_or_default();
-    match stat
-        .split_whitespace()
-        .next()
-        .and_then(|ns| ns.parse::<f64>().ok())
-    {
+    match stat.split_whitespace().next().and_then(|ns| ns.parse::<f64>().ok()) {
         Some(ns) => ns / 1e9,
-        None => std::time::UNIX_EPOCH
-            .elapsed()
-            .map_or(0.0, |d| d.as_secs_f64()),
+        None => std::time::UNIX_EPOCH.elapsed().map_or(0.0, |d| d.as_secs_f64()),
     }
 }

@@ -70,14 +70,8 @@ impl<W: Write> TraceWriter<W> {
     }
 
     /// Announces a writer thread and returns its id (0, 1, 2 .. in call order).
-    pub fn begin_stream(
-        &mut self,
-        pid: u32,
-        thread: u32,
-        node_version: &str,
-    ) -> io::Result<StreamId> {
-        let stream = StreamId::try_from(self.streams.len())
-            .map_err(|_| invalid("too many streams in one trace"))?;
+    pub fn begin_stream(&mut self, pid: u32, thread: u32, node_version: &str) -> io::Result<StreamId> {
+        let stream = StreamId::try_from(self.streams.len()).map_err(|_| invalid("too many streams in one trace"))?;
         let info = StreamInfo {
             stream,
             pid,
@@ -183,8 +177,7 @@ impl<W: Write> TraceWriter<W> {
         };
         let header = state.enc.header(stream);
         let parts: [&[u8]; 2] = [&header, state.enc.body()];
-        self.bytes_written +=
-            write_block(&mut self.out, &mut self.frame, BlockKind::Events, &parts)?;
+        self.bytes_written += write_block(&mut self.out, &mut self.frame, BlockKind::Events, &parts)?;
         self.events_written += u64::from(state.enc.count());
         state.enc.reset();
         Ok(())
@@ -207,12 +200,7 @@ impl<W: Write> TraceWriter<W> {
                 put_u64(&mut payload, text.len() as u64);
                 payload.extend_from_slice(text.as_bytes());
             }
-            self.bytes_written += write_block(
-                &mut self.out,
-                &mut self.frame,
-                BlockKind::Strings,
-                &[&payload],
-            )?;
+            self.bytes_written += write_block(&mut self.out, &mut self.frame, BlockKind::Strings, &[&payload])?;
             start = end;
         }
         self.pending_first += self.pending.len() as StringId;
