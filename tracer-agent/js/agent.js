@@ -55,7 +55,7 @@
     if (!(capacity >= 16 && capacity <= 1 << 30 && (capacity & (capacity - 1)) === 0)) {
       throw new Error(`ASYNCTRACE_RING_RECORDS must be a power of two from 16 to 2^30, got ${capacity}`);
     }
-    const tickUs = Number(process.env.ASYNCTRACE_CLOCK_US || 50);
+    const tickUs = Number(process.env.ASYNCTRACE_CLOCK_US || 100);
 
     // Record kinds and word-0 packing: kind + 16 * a + 2^20 * b (see record.rs).
     const INIT = 1;

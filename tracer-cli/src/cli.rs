@@ -44,8 +44,9 @@ pub struct RecordArgs {
     /// counts records rather than slow the app down.
     #[arg(long, default_value_t = 1 << 20, value_parser = parse_ring_records)]
     pub ring_records: u32,
-    /// Clock resolution of the agent in microseconds (a native thread refreshes a clock word).
-    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(5..=100_000))]
+    /// Resolution of init, destroy and promiseResolve times in microseconds (a native thread
+    /// refreshes a clock word); before and after are always precise.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(5..=100_000))]
     pub clock_us: u32,
     /// Copy records through a staging array instead of writing to shared memory directly
     /// (what runtimes without external ArrayBuffers do anyway).

@@ -48,6 +48,7 @@ pub struct StreamDecoder {
     start_ns: u64,
     time_ns: u64,
     strings: HashMap<u64, StringId>,
+    small: Vec<Option<StringId>>,
     pending: Option<PendingString>,
     counts: HookCounts,
     malformed: u64,
@@ -66,6 +67,7 @@ impl StreamDecoder {
             start_ns,
             time_ns: 0,
             strings: HashMap::new(),
+            small: Vec::new(),
             pending: None,
             counts: HookCounts::default(),
             malformed: 0,
@@ -98,7 +100,23 @@ impl StreamDecoder {
         }
     }
 
+    fn define(&mut self, local: u64, id: StringId) {
+        if local < 1 << 16 {
+            let i = local as usize;
+            if self.small.len() <= i {
+                self.small.resize(i + 1, None);
+            }
+            self.small[i] = Some(id);
+        } else {
+            self.strings.insert(local, id);
+        }
+    }
+
     fn string<W: Write>(&mut self, local: u64, out: &mut TraceWriter<W>) -> StringId {
+        // Type names (ids below 2^16, on every init) are a direct index; stacks and labels hash.
+        if let Some(&Some(id)) = self.small.get(local as usize) {
+            return id;
+        }
         if let Some(&id) = self.strings.get(&local) {
             return id;
         }
@@ -117,7 +135,7 @@ impl StreamDecoder {
                     match String::from_utf8(p.bytes) {
                         Ok(text) => {
                             let id = out.intern(&text);
-                            self.strings.insert(p.local_id, id);
+                            self.define(p.local_id, id);
                             self.last_string = Some((p.local_id, text));
                         }
                         Err(_) => self.bad("string is not UTF-8".into()),
@@ -187,7 +205,7 @@ impl StreamDecoder {
                 Record::String { id, len } => {
                     if len == 0 {
                         let sid = out.intern("");
-                        self.strings.insert(id, sid);
+                        self.define(id, sid);
                     } else {
                         self.pending = Some(PendingString {
                             local_id: id,

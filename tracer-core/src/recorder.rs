@@ -272,6 +272,11 @@ fn drain_loop(ring: usize, mut consumer: Consumer<SharedRing>, tx: Sender<Msg>, 
         if !got_records {
             std::thread::sleep(idle);
             idle = (idle * 2).min(Duration::from_millis(5));
+        } else if consumer.read_position() - before < consumer.capacity() as u64 / 4 {
+            // Keeping up: let records gather for a millisecond, so the channel carries a few
+            // large batches instead of many small ones (each message costs more than a
+            // thousand records to copy). A ring a quarter full is drained again at once.
+            std::thread::sleep(Duration::from_millis(1));
         }
     };
     let dropped = consumer.status().dropped;

@@ -382,6 +382,11 @@ impl<M: RingMemory> Consumer<M> {
         }
     }
 
+    /// Capacity in records.
+    pub fn capacity(&self) -> u32 {
+        self.capacity
+    }
+
     /// The memory the ring lives in.
     pub fn memory(&self) -> &M {
         &self.mem
@@ -406,15 +411,24 @@ impl<M: RingMemory> Consumer<M> {
     pub fn pop_into(&mut self, out: &mut Vec<RawRecord>, max: usize) -> Result<usize, PopError> {
         let n = self.available()?.min(max as u64) as usize;
         out.reserve(n);
-        for _ in 0..n {
+        // At most two contiguous runs: up to the end of the slots, then from the start.
+        let mut left = n;
+        while left > 0 {
+            let slot = (self.read & (self.capacity as u64 - 1)) as usize;
+            let run = left.min(self.capacity as usize - slot);
             let src = slot_ptr(&self.mem, self.capacity, self.read);
-            let mut rec = [0u8; RECORD_SIZE];
-            // SAFETY: the slot lies in [read, write), published by the producer's release store
-            // that our acquire load in `available` observed; the producer does not touch it until
-            // we publish a read position past it.
-            unsafe { std::ptr::copy_nonoverlapping(src, rec.as_mut_ptr(), RECORD_SIZE) };
-            out.push(rec);
-            self.read += 1;
+            let len = out.len();
+            // SAFETY: the slots [read, read + run) lie inside the region (run stops at its end)
+            // and in [read, write), published by the producer's release store that our acquire
+            // load in `available` observed; the producer does not touch them until we publish a
+            // read position past them. `reserve` made room for `run` more records in `out`,
+            // which are plain bytes, valid for any content once copied.
+            unsafe {
+                std::ptr::copy_nonoverlapping(src, out.as_mut_ptr().add(len).cast::<u8>(), run * RECORD_SIZE);
+                out.set_len(len + run);
+            }
+            self.read += run as u64;
+            left -= run;
         }
         if n > 0 {
             atomic_u64(&self.mem, OFF_READ).store(self.read, Ordering::Release);
