@@ -272,3 +272,24 @@ fn a_shell_script_that_starts_node_is_traced_and_keeps_its_exit_code() {
     assert_eq!(info["processes"].as_array().unwrap().len(), 1);
     assert_eq!(info["types"]["Timeout"], 3);
 }
+
+#[test]
+fn sessions_left_by_a_killed_recorder_are_swept() {
+    // A pid that has just exited stands for a recorder that was SIGKILLed.
+    let dead = Command::new("true").spawn().unwrap();
+    let pid = dead.id();
+    let mut dead = dead;
+    dead.wait().unwrap();
+    let base = if std::path::Path::new("/dev/shm").is_dir() {
+        "/dev/shm".into()
+    } else {
+        std::env::temp_dir()
+    };
+    let stale = base.join(format!("asynctrace-{pid}-deadbeef"));
+    std::fs::create_dir_all(&stale).unwrap();
+    std::fs::write(stale.join("1-0.ring"), b"left behind").unwrap();
+    let scratch = Scratch::new("sweep");
+    let out = record(&scratch.path("t.bin"), &[], "exit-code.js", &["0"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stale.exists(), "{} should have been removed", stale.display());
+}

@@ -51,6 +51,7 @@ impl Session {
         } else {
             std::env::temp_dir()
         };
+        sweep_stale(&base);
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
@@ -68,6 +69,26 @@ impl Session {
 
     pub fn agent_js(&self) -> PathBuf {
         self.dir.join("agent.js")
+    }
+}
+
+/// Removes session directories left by an `asynctrace` that was killed (SIGKILL runs no
+/// clean-up), so their rings stop holding memory. A directory is stale when the pid in its
+/// name (`asynctrace-<pid>-<nonce>`) is no longer running.
+fn sweep_stale(base: &Path) {
+    let Ok(entries) = std::fs::read_dir(base) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix("asynctrace-")) else {
+            continue;
+        };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<i32>().ok()) else {
+            continue;
+        };
+        let alive = rustix::process::Pid::from_raw(pid).is_some_and(|p| rustix::process::test_kill_process(p).is_ok());
+        if !alive {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
     }
 }
 
