@@ -83,8 +83,7 @@ pub fn record(trace: &Path, extra: &[&str], fixture_name: &str, args: &[&str]) -
         .arg(fixture(fixture_name))
         .args(args);
     cmd.current_dir(root());
-    let out = cmd.output().expect("run asynctrace record");
-    out
+    cmd.output().expect("run asynctrace record")
 }
 
 /// `asynctrace info --format json`, parsed; panics with stderr when it fails.

@@ -150,6 +150,7 @@ fn bench_fold_and_export_20m_events() {
     let size = std::fs::metadata(&path).unwrap().len();
     let rss_before = peak_rss_mib();
     for weight in [Weight::Sync, Weight::Async, Weight::Count] {
+        #[allow(clippy::field_reassign_with_default)] // the options are #[non_exhaustive]
         let mut opts = FoldOptions::default();
         opts.weight = weight;
         let start = std::time::Instant::now();
