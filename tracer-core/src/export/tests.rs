@@ -138,6 +138,7 @@ fn peak_rss_mib() -> f64 {
 /// `cargo test --release -p tracer-core export::tests::bench -- --ignored --nocapture`
 #[test]
 #[ignore = "benchmark: generates a 20 M-event trace"]
+#[allow(clippy::field_reassign_with_default)] // the options are #[non_exhaustive]
 fn bench_fold_and_export_20m_events() {
     let n: u64 = std::env::var("ASYNCTRACE_BENCH_EVENTS")
         .ok()
@@ -150,7 +151,6 @@ fn bench_fold_and_export_20m_events() {
     let size = std::fs::metadata(&path).unwrap().len();
     let rss_before = peak_rss_mib();
     for weight in [Weight::Sync, Weight::Async, Weight::Count] {
-        #[allow(clippy::field_reassign_with_default)] // the options are #[non_exhaustive]
         let mut opts = FoldOptions::default();
         opts.weight = weight;
         let start = std::time::Instant::now();
