@@ -204,12 +204,7 @@ fn reports_refuse_bad_input_with_one_line_and_exit_2() {
 #[test]
 fn reports_analyse_the_prefix_of_a_truncated_trace_and_warn() {
     let s = Scratch::new("cut");
-    let full = s.path("full.bin");
-    let out = record(&full, &[], "many-events.js", &["20000"]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let bytes = std::fs::read(&full).unwrap();
-    let cut = s.path("cut.bin");
-    std::fs::write(&cut, &bytes[..bytes.len() * 2 / 3]).unwrap();
+    let (_full, cut) = full_and_truncated(&s);
     for cmd in ["tree", "leaks", "slow", "requests"] {
         let out = run(&[cmd], &cut);
         let err = stderr(&out);

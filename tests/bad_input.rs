@@ -42,13 +42,7 @@ fn info_on_a_missing_file_says_so() {
 #[test]
 fn info_on_a_truncated_trace_analyses_the_prefix_and_warns() {
     let s = Scratch::new("truncated");
-    let full = s.path("full.bin");
-    // Enough events for many blocks, so a cut keeps a real prefix.
-    let out = record(&full, &[], "many-events.js", &["20000"]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let bytes = std::fs::read(&full).unwrap();
-    let cut = s.path("cut.bin");
-    std::fs::write(&cut, &bytes[..bytes.len() * 2 / 3]).unwrap();
+    let (full, cut) = full_and_truncated(&s);
     let out = Command::new(asynctrace())
         .args(["info", "--format", "json"])
         .arg(&cut)

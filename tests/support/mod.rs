@@ -193,3 +193,15 @@ pub fn record_spin(trace: &Path) -> std::process::Child {
     assert_eq!(line, "ready\n");
     child
 }
+
+/// Records a trace with enough events for many blocks, and a copy cut at two thirds (as a
+/// recorder killed mid-write leaves it). Returns `(full, cut)`.
+pub fn full_and_truncated(scratch: &Scratch) -> (PathBuf, PathBuf) {
+    let full = scratch.path("full.bin");
+    let out = record(&full, &[], "many-events.js", &["20000"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let bytes = std::fs::read(&full).unwrap();
+    let cut = scratch.path("cut.bin");
+    std::fs::write(&cut, &bytes[..bytes.len() * 2 / 3]).unwrap();
+    (full, cut)
+}
