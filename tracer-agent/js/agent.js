@@ -84,15 +84,18 @@
       }
     }
 
-    // Callback boundaries (before, after) take a precise timestamp, so sync times (before to
-    // after) and waits are exact to the microsecond; the floods (init, destroy, resolve) take
-    // the coarse clock word. All times are CLOCK_MONOTONIC nanoseconds in whole microseconds
-    // (the native clock rounds too), which is what the trace file encodes compactly.
+    // Times come from the clock word (refreshed every ASYNCTRACE_CLOCK_US by a native thread):
+    // reading a precise clock costs ~50 ns, more than the rest of the record. Quantised times
+    // still sum without bias over many callbacks. With ASYNCTRACE_PRECISE=1 the callback
+    // boundaries (before, after) read the precise clock, for exact per-callback times. All
+    // times are CLOCK_MONOTONIC nanoseconds in whole microseconds (the native clock rounds
+    // too), which is what the trace file encodes compactly.
     const { performance } = require('perf_hooks');
     const perfBase = Math.floor(native.monotonicNow() / 1000) * 1000 - Math.floor(performance.now() * 1000) * 1000;
     function preciseNow() {
       return perfBase + Math.floor(performance.now() * 1000) * 1000;
     }
+    const precise = process.env.ASYNCTRACE_PRECISE === '1';
 
     // --- the writer: `room(n)` reserves n slots, `put` fills one, `publish` makes them visible.
     let f64;
@@ -391,7 +394,7 @@
       },
       before(id) {
         try {
-          event(BEFORE, id, 0, 0, preciseNow());
+          event(BEFORE, id, 0, 0, precise ? preciseNow() : -1);
           if (httpPending.size !== 0) {
             const r = httpPending.get(id);
             if (r !== undefined) labelRequest(id, r);
@@ -400,7 +403,7 @@
       },
       after(id) {
         try {
-          event(AFTER, id, 0, 0, preciseNow());
+          event(AFTER, id, 0, 0, precise ? preciseNow() : -1);
         } catch (_) {}
       },
       destroy(id) {

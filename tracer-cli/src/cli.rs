@@ -44,10 +44,14 @@ pub struct RecordArgs {
     /// counts records rather than slow the app down.
     #[arg(long, default_value_t = 1 << 20, value_parser = parse_ring_records)]
     pub ring_records: u32,
-    /// Resolution of init, destroy and promiseResolve times in microseconds (a native thread
-    /// refreshes a clock word); before and after are always precise.
+    /// Resolution of event times in microseconds: a native thread refreshes a clock word the
+    /// agent reads, because a precise clock per event costs more than the record.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(5..=100_000))]
     pub clock_us: u32,
+    /// Read a precise clock at each callback's start and end (before, after): exact
+    /// per-callback sync times and waits, for ~50 ns more per callback.
+    #[arg(long)]
+    pub precise: bool,
     /// Copy records through a staging array instead of writing to shared memory directly
     /// (what runtimes without external ArrayBuffers do anyway).
     #[arg(long)]

@@ -48,6 +48,9 @@ pub fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
         .env("ASYNCTRACE_RING_RECORDS", args.ring_records.to_string())
         .env("ASYNCTRACE_CLOCK_US", args.clock_us.to_string())
         .env("ASYNCTRACE_STACKS", args.stacks.as_str());
+    if args.precise {
+        cmd.env("ASYNCTRACE_PRECISE", "1");
+    }
     if args.staged {
         cmd.env("ASYNCTRACE_FORCE_STAGED", "1");
     }
