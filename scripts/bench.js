@@ -41,6 +41,7 @@ const variants = [
   { name: 'empty hook', cmd: (w) => [node, '--require', path.join(work, 'empty-hook.js'), w.script] },
   { name: 'record, stacks off', record: ['--stacks', 'off'] },
   { name: 'record (default: stacks auto)', record: [] },
+  { name: 'record, stacks off, --precise', record: ['--stacks', 'off', '--precise'], only: 'promises' },
   // Every stack, for the cost of site capture; slow, so only on the promise workload.
   { name: 'record, stacks on', record: ['--stacks', 'on'], only: 'promises' },
 ];
