@@ -293,3 +293,18 @@ fn sessions_left_by_a_killed_recorder_are_swept() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(!stale.exists(), "{} should have been removed", stale.display());
 }
+
+#[test]
+fn an_argv_larger_than_the_staging_batch_loses_only_its_metadata() {
+    // 64 KiB of argv makes a metadata string longer than the staged fallback's 32 KiB batch.
+    let scratch = Scratch::new("big-argv");
+    let trace = scratch.path("t.bin");
+    let big = "x".repeat(64 * 1024);
+    let out = record(&trace, &["--staged"], "exit-code.js", &["0", &big]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let info = info(&trace);
+    // (The whole report would print the 64 KiB argv; the thread summary says enough.)
+    let thread = &info["processes"][0]["threads"][0];
+    assert_eq!(info["malformed"], 0, "{thread}");
+    assert_eq!(info["types"]["Timeout"], 3, "{thread}");
+}

@@ -245,10 +245,14 @@
     if (event === undefined) event = stagedEvent;
 
     // Writes a string definition; false when the ring has no room (the caller drops its event).
+    // A string must fit the ring (or the staging batch) whole, and stay under the reader's
+    // limit (MAX_STRING_LEN, 1 MiB): longer ones are not sent (an argv of megabytes loses its
+    // metadata, never the events).
+    const maxStringRecords = Math.min(mask, 1 << 15);
     function defineString(id, text) {
       const bytes = Buffer.from(String(text), 'utf8');
       const n = (bytes.length + 31) >> 5;
-      if (!room(1 + n)) return false;
+      if (n > maxStringRecords || !room(1 + n)) return false;
       put(STRING + id * B, bytes.length, 0, 0);
       for (let k = 0; k < n; k++) {
         u8.set(bytes.subarray(k * 32, k * 32 + 32), (wpos & mask) * 32);
