@@ -18,18 +18,31 @@
   globalThis[LOADED] = true;
 
   const fs = require('fs');
-  function warn(msg) {
+  function say(msg) {
     try {
-      fs.writeSync(2, `asynctrace: ${msg}; the app runs untraced\n`);
+      fs.writeSync(2, `asynctrace: ${msg}\n`);
     } catch (_) {
       // stderr closed: nothing left to tell.
     }
   }
+  function warn(msg) {
+    say(`${msg}; the app runs untraced`);
+  }
+  // A process started after its recording ended (a detached job that inherited NODE_OPTIONS)
+  // has nothing to write to: it runs untraced, quietly.
+  function sessionGone() {
+    try {
+      return !fs.statSync(SESSION).isDirectory();
+    } catch (_) {
+      return true;
+    }
+  }
+  if (sessionGone()) return;
 
   try {
     start();
   } catch (e) {
-    warn(`agent failed to start (${e && e.message ? e.message : e})`);
+    if (!sessionGone()) warn(`agent failed to start (${e && e.message ? e.message : e})`);
   }
 
   function start() {
@@ -51,9 +64,16 @@
     const native = addon.exports;
     const L = native.layout();
 
-    const capacity = Number(process.env.ASYNCTRACE_RING_RECORDS || 1 << 20);
-    if (!(capacity >= 16 && capacity <= 1 << 30 && (capacity & (capacity - 1)) === 0)) {
-      throw new Error(`ASYNCTRACE_RING_RECORDS must be a power of two from 16 to 2^30, got ${capacity}`);
+    const asked = Number(process.env.ASYNCTRACE_RING_RECORDS || 1 << 18);
+    if (!(asked >= 16 && asked <= 1 << 30 && (asked & (asked - 1)) === 0)) {
+      throw new Error(`ASYNCTRACE_RING_RECORDS must be a power of two from 16 to 2^30, got ${asked}`);
+    }
+    // The ring may come out smaller than asked when shared memory is short (see openRing).
+    let capacity = asked;
+    function shrunk() {
+      if (capacity < asked) {
+        say(`shared memory is short: thread ${threadId} of pid ${process.pid} records into ${capacity} records instead of ${asked}`);
+      }
     }
     const tickUs = Number(process.env.ASYNCTRACE_CLOCK_US || 100);
 
@@ -117,8 +137,10 @@
     let event;
 
     if (clockWord !== null) {
-      const buf = native.openRing(SESSION, capacity, process.pid, threadId, process.version);
+      const buf = native.openRing(SESSION, asked, process.pid, threadId, process.version);
       const hs = L.headerSize;
+      capacity = (buf.byteLength - hs) / 32;
+      shrunk();
       const i32 = new Int32Array(buf, 0, hs >> 2);
       const h64 = new Float64Array(buf, 0, hs >> 3);
       f64 = new Float64Array(buf, hs, capacity * 4);
@@ -188,9 +210,12 @@
       };
     } else {
       // Staged fallback: records go to a V8-owned array and are copied into the ring by one
-      // native call per batch. A SIGKILL loses at most the batch in hand.
-      const BATCH = 1024;
-      const handle = native.openStagedRing(SESSION, capacity, process.pid, threadId, process.version);
+      // native call per batch. A SIGKILL loses at most the batch in hand. A batch is at most a
+      // quarter of the ring, so a small ring still takes batches while the reader catches up.
+      const handle = native.openStagedRing(SESSION, asked, process.pid, threadId, process.version);
+      capacity = native.stagedCapacity(handle);
+      shrunk();
+      const BATCH = Math.min(1024, capacity >> 2);
       f64 = new Float64Array(BATCH * 4);
       u8 = new Uint8Array(f64.buffer);
       mask = BATCH - 1;
@@ -216,7 +241,10 @@
         flush();
         native.setStagedState(handle, state === 2, code | 0);
       };
-      countDrop = function countDrop() {};
+      countDrop = function countDrop() {
+        dropped++;
+        native.countStagedDrops(handle, 1);
+      };
     }
 
     function put(a, b, c, d) {
@@ -233,11 +261,11 @@
       seen++;
       const t = t0 < 0 ? now() : t0;
       if (t !== lastClock) {
-        if (!room(2)) return countDrop();
+        room(2);
         lastClock = t;
         put(CLOCK, t, 0, 0);
-      } else if (!room(1)) {
-        return countDrop();
+      } else {
+        room(1);
       }
       put(a, b, c, d);
       publish();
@@ -289,7 +317,6 @@
     const AGENT_FILE = __filename;
     const cwdPrefix = process.cwd() + '/';
     const stackIds = new Map();
-    const holder = {};
     const tokens = [];
     const refilled = [];
     function budgetAllows(t) {
@@ -316,19 +343,44 @@
     // Formats our own CallSites: the app's Error.prepareStackTrace (source maps, custom
     // formats) is set aside for the capture and put back at once, so it neither sees our
     // capture nor changes what we record.
+    //
+    // The CallSites hold their frames' receivers and functions: they live only in this call's
+    // locals, never in anything that outlives it, or the app's objects would never be collected.
+    //
+    // An app may harden Error (--frozen-intrinsics, Object.freeze(Error), a throwing
+    // captureStackTrace, a read-only stackTraceLimit): then the capture fails and only the
+    // stack is lost, never the event. A frozen Error stays frozen, so after the first failure
+    // to set it up, stacks are given up rather than failing (and costing a throw) on every init.
+    let stacksBroken = false;
     function stackOf(init) {
       const savedPrepare = Error.prepareStackTrace;
       const savedLimit = Error.stackTraceLimit;
+      const holder = {};
       let frames;
+      let setUp = false;
+      try {
+        Error.stackTraceLimit = STACK_FRAMES + 6;
+      } catch (_) {
+        // Read-only: the app's limit applies.
+      }
       try {
         Error.prepareStackTrace = structured;
-        Error.stackTraceLimit = STACK_FRAMES + 6;
-        Error.captureStackTrace(holder, init);
-        frames = holder.stack;
-      } finally {
-        Error.prepareStackTrace = savedPrepare;
-        Error.stackTraceLimit = savedLimit;
+        setUp = Error.prepareStackTrace === structured;
+        if (!setUp) stacksBroken = true;
+        else {
+          Error.captureStackTrace(holder, init);
+          frames = holder.stack;
+        }
+      } catch (_) {
+        if (!setUp) stacksBroken = true;
+        frames = undefined;
       }
+      try {
+        Error.prepareStackTrace = savedPrepare;
+      } catch (_) {}
+      try {
+        Error.stackTraceLimit = savedLimit;
+      } catch (_) {}
       if (!Array.isArray(frames)) return '';
       let out = '';
       let n = 0;
@@ -345,9 +397,14 @@
       return out;
     }
     function stackId(t, init) {
-      if (stackMode === 'off') return 0;
+      if (stackMode === 'off' || stacksBroken) return 0;
       if (stackMode !== 'on' && !budgetAllows(t)) return 0;
-      const text = stackOf(init);
+      let text;
+      try {
+        text = stackOf(init);
+      } catch (_) {
+        return 0; // A CallSite method the app patched to throw: only the stack is lost.
+      }
       if (text === '') return 0;
       let sid = stackIds.get(text);
       if (sid === undefined) {
@@ -360,8 +417,14 @@
 
     // --- labels: the method and URL of incoming HTTP requests, read off the server's async
     // resource once Node has parsed the request (at a later `before` of the same resource).
+    // Held weakly: the agent must not keep an app's object alive.
     const httpPending = new Map();
-    function labelRequest(id, resource) {
+    function labelRequest(id, ref) {
+      const resource = ref.deref();
+      if (resource === undefined) {
+        httpPending.delete(id);
+        return;
+      }
       const res = resource.socket && resource.socket._httpMessage;
       const req = res && res.req;
       if (!req || typeof req.method !== 'string') return;
@@ -380,46 +443,62 @@
     }
 
     const executionAsyncId = asyncHooks.executionAsyncId;
+    // Never throw into the app; and an event a hook saw is recorded or counted as dropped, so
+    // every catch below that may have lost its event counts it (`lost`).
+    function lost() {
+      try {
+        seen++;
+        countDrop();
+      } catch (_) {}
+    }
     const hooks = {
       init(id, type, trigger, resource) {
         try {
           const t = typeId(type);
-          if (t === 0) {
-            seen++;
-            countDrop();
-            return;
-          }
+          if (t === 0) return lost();
           const s = stacksOff ? 0 : stackId(t, hooks.init);
-          if (type === 'HTTPINCOMINGMESSAGE') httpPending.set(id, resource);
+          if (type === 'HTTPINCOMINGMESSAGE') httpPending.set(id, new WeakRef(resource));
           event(INIT + t * 16 + s * B, id, trigger, executionAsyncId(), -1);
         } catch (_) {
-          // Never throw into the app.
+          lost();
         }
       },
       before(id) {
         try {
           event(BEFORE, id, 0, 0, precise ? preciseNow() : -1);
-          if (httpPending.size !== 0) {
+        } catch (_) {
+          return lost();
+        }
+        if (httpPending.size !== 0) {
+          try {
             const r = httpPending.get(id);
             if (r !== undefined) labelRequest(id, r);
+          } catch (_) {
+            // The label is lost, not the event.
           }
-        } catch (_) {}
+        }
       },
       after(id) {
         try {
           event(AFTER, id, 0, 0, precise ? preciseNow() : -1);
-        } catch (_) {}
+        } catch (_) {
+          lost();
+        }
       },
       destroy(id) {
         try {
           event(DESTROY, id, 0, 0, -1);
           if (httpPending.size !== 0) httpPending.delete(id);
-        } catch (_) {}
+        } catch (_) {
+          lost();
+        }
       },
       promiseResolve(id) {
         try {
           event(PROMISE_RESOLVE, id, 0, 0, -1);
-        } catch (_) {}
+        } catch (_) {
+          lost();
+        }
       },
     };
     const hook = asyncHooks.createHook(hooks);

@@ -75,17 +75,49 @@ pub fn monotonic_now() -> f64 {
     monotonic_ns() as f64
 }
 
-fn create_ring(dir: &str, capacity: u32, pid: u32, thread: u32, node_version: String) -> Result<&'static SharedRing> {
+/// The smallest ring the agent falls back to when shared memory is short.
+const MIN_CAPACITY: u32 = 1024;
+
+/// Creates this thread's ring with `capacity` records, or, when the file system has no room
+/// for it, the largest smaller power of two that fits (down to [`MIN_CAPACITY`]). The
+/// JavaScript side reads the capacity it got from the buffer's length.
+///
+/// The ring is given back when this thread's environment is torn down (a worker that ends):
+/// its pages become private zero pages (see [`SharedRing::release`]), and the file's memory is
+/// freed once the reader has drained and unlinked it.
+fn create_ring(
+    env: &Env,
+    dir: &str,
+    capacity: u32,
+    pid: u32,
+    thread: u32,
+    node_version: String,
+) -> Result<&'static SharedRing> {
     let info = WriterInfo {
         pid,
         thread,
         node_version,
         start_ns: monotonic_ns(),
     };
-    let ring =
-        shm::create(Path::new(dir), capacity, &info).map_err(|e| err(format!("cannot create ring in {dir}: {e}")))?;
+    let mut want = capacity;
+    let ring = loop {
+        match shm::create(Path::new(dir), want, &info) {
+            Ok(r) => break r,
+            Err(e) if shm::is_out_of_space(&e) && want / 2 >= MIN_CAPACITY => want /= 2,
+            Err(e) if shm::is_out_of_space(&e) => {
+                return Err(err(format!("no room in {dir} for a ring of {want} records")))
+            }
+            Err(e) => return Err(err(format!("cannot create ring in {dir}: {e}"))),
+        }
+    };
     // Never unmapped: JavaScript and the reader may touch it until the process ends.
-    Ok(Box::leak(Box::new(ring)))
+    let ring: &'static SharedRing = Box::leak(Box::new(ring));
+    env.add_env_cleanup_hook(ring, |ring| {
+        // SAFETY: the environment that wrote through this mapping is gone, so nothing reads it
+        // expecting its contents; the reader has its own mapping of the file.
+        let _ = unsafe { ring.release() };
+    })?;
+    Ok(ring)
 }
 
 /// Wraps `'static` memory in an external ArrayBuffer, or fails where the runtime would copy.
@@ -110,7 +142,7 @@ pub fn open_ring<'env>(
     thread: u32,
     node_version: String,
 ) -> Result<ArrayBuffer<'env>> {
-    let ring = create_ring(&dir, capacity, pid, thread, node_version)?;
+    let ring = create_ring(env, &dir, capacity, pid, thread, node_version)?;
     external(env, ring.as_ptr(), ring.len())
 }
 
@@ -127,12 +159,27 @@ static STAGED: Mutex<Vec<Producer<&'static SharedRing>>> = Mutex::new(Vec::new()
 
 /// Staged fallback: creates the ring and returns a handle for [`flush_staged`].
 #[napi(catch_unwind)]
-pub fn open_staged_ring(dir: String, capacity: u32, pid: u32, thread: u32, node_version: String) -> Result<u32> {
-    let ring = create_ring(&dir, capacity, pid, thread, node_version)?;
+pub fn open_staged_ring(
+    env: &Env,
+    dir: String,
+    capacity: u32,
+    pid: u32,
+    thread: u32,
+    node_version: String,
+) -> Result<u32> {
+    let ring = create_ring(env, &dir, capacity, pid, thread, node_version)?;
     let producer = Producer::attach(ring).map_err(|e| err(e.to_string()))?;
     let mut staged = STAGED.lock().map_err(|_| err("staged rings poisoned"))?;
     staged.push(producer);
     Ok(staged.len() as u32 - 1)
+}
+
+/// Capacity in records of a staged ring (smaller than asked when shared memory was short).
+#[napi(catch_unwind)]
+pub fn staged_capacity(handle: u32) -> Result<u32> {
+    let rings = STAGED.lock().map_err(|_| err("staged rings poisoned"))?;
+    let producer = rings.get(handle as usize).ok_or_else(|| err("unknown ring handle"))?;
+    Ok(producer.capacity())
 }
 
 /// Copies `count` staged records into the ring, all or nothing. Returns the number of hook
@@ -176,6 +223,17 @@ pub fn flush_staged(handle: u32, staged: Float64Array, count: u32) -> Result<u32
     } else {
         0
     })
+}
+
+/// Counts `n` hook events a staged writer lost outside a flush (a hook that failed).
+#[napi(catch_unwind)]
+pub fn count_staged_drops(handle: u32, n: u32) -> Result<()> {
+    let mut rings = STAGED.lock().map_err(|_| err("staged rings poisoned"))?;
+    let producer = rings
+        .get_mut(handle as usize)
+        .ok_or_else(|| err("unknown ring handle"))?;
+    producer.count_dropped(n as u64);
+    Ok(())
 }
 
 /// Marks a staged ring's writer state (the direct path does this from JavaScript).

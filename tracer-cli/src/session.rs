@@ -1,15 +1,42 @@
 //! Where the agent is, and the private directory one recording shares with it.
+//!
+//! Two places on disk, with different lives:
+//!
+//! - the **preload** (`agent.js`), in a per-user directory that is never removed, under a name
+//!   derived from its contents: a process that inherits `NODE_OPTIONS` and starts after its
+//!   recording ended (a detached background job) must still find the file `--require` names,
+//!   or node would not start at all;
+//! - the **session** directory, one per recording, holding the rings. It is locked (`flock`) for
+//!   as long as its recorder lives, and a sweep removes only sessions whose lock it can take:
+//!   a pid in the name is no proof of death (another pid namespace sharing `/dev/shm` reuses it).
+//!
+//! Both are private to the user (directories 0700, files 0600): rings carry argv, URLs and
+//! stack paths.
 
+use std::fs::{DirBuilder, File, OpenOptions};
+use std::hash::{Hash, Hasher};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use anyhow::{bail, Context};
+use rustix::fs::FlockOperation;
 
-/// The JavaScript preload, carried inside the binary and written into each session, so that
+/// The JavaScript preload, carried inside the binary and written out on first use, so that
 /// the only file that must sit beside `asynctrace` is the native addon.
 const AGENT_JS: &str = include_str!("../../tracer-agent/js/agent.js");
 
 /// File name of the addon as cargo builds it.
 pub const ADDON_FILE: &str = "libtracer_agent.so";
+
+/// Overrides where session directories are created (default: `/dev/shm`, else the temporary
+/// directory).
+pub const SESSION_BASE_ENV: &str = "ASYNCTRACE_SESSION_BASE";
+
+/// Below this much free space, `/dev/shm` cannot hold even a small ring: the session goes to the
+/// temporary directory instead.
+const MIN_FREE_SHM: u64 = 1 << 20;
 
 /// Finds the native addon: `$ASYNCTRACE_ADDON`, else beside the executable (where
 /// `cargo build` puts both), else in `../lib/asynctrace/` (an installed layout).
@@ -36,59 +63,68 @@ pub fn locate_addon() -> anyhow::Result<PathBuf> {
     )
 }
 
-/// A private directory for one recording: the agent preload and one ring file per thread.
-/// Removed when dropped (ring files would otherwise outlive us in /dev/shm).
+/// A private directory for one recording: one ring file per thread. Locked while this value
+/// lives, removed when dropped (ring files would otherwise outlive us in /dev/shm).
 pub struct Session {
     dir: PathBuf,
+    agent_js: PathBuf,
+    /// The open directory, holding the lock that tells sweeps this session is alive.
+    _lock: File,
 }
 
 impl Session {
-    /// Creates the directory on `/dev/shm` when it exists (rings are memory there), else in
-    /// the temporary directory.
+    /// Creates the directory on `/dev/shm` when it exists and has room (rings are memory
+    /// there), else in the temporary directory.
     pub fn create() -> anyhow::Result<Self> {
-        let base = if Path::new("/dev/shm").is_dir() {
-            PathBuf::from("/dev/shm")
-        } else {
-            std::env::temp_dir()
+        let bases: Vec<PathBuf> = match std::env::var_os(SESSION_BASE_ENV) {
+            Some(b) => vec![PathBuf::from(b)],
+            None => {
+                let shm = Path::new("/dev/shm");
+                let mut v = Vec::new();
+                if shm.is_dir() && !matches!(free_bytes(shm), Some(f) if f < MIN_FREE_SHM) {
+                    v.push(shm.to_owned());
+                }
+                v.push(std::env::temp_dir());
+                v
+            }
         };
-        sweep_stale(&base);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let dir = base.join(format!("asynctrace-{}-{nanos:x}", std::process::id()));
-        std::fs::create_dir(&dir).with_context(|| format!("cannot create session directory {}", dir.display()))?;
-        let session = Self { dir };
-        std::fs::write(session.agent_js(), AGENT_JS).context("cannot write the agent preload")?;
-        Ok(session)
+        let mut first_error = None;
+        for base in &bases {
+            sweep_stale(base);
+            match create_locked_dir(base) {
+                Ok((dir, lock)) => {
+                    let agent_js = match write_preload() {
+                        Ok(p) => p,
+                        // No private place for it: fall back to the session itself (then a
+                        // process started after the recording ends cannot start its preload).
+                        Err(_) => {
+                            let p = dir.join("agent.js");
+                            write_private(&p, AGENT_JS.as_bytes())
+                                .with_context(|| format!("cannot write the agent preload {}", p.display()))?;
+                            p
+                        }
+                    };
+                    return Ok(Self {
+                        dir,
+                        agent_js,
+                        _lock: lock,
+                    });
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        Err(first_error.unwrap_or_else(|| anyhow::anyhow!("no place for a session directory")))
     }
 
     pub fn dir(&self) -> &Path {
         &self.dir
     }
 
-    pub fn agent_js(&self) -> PathBuf {
-        self.dir.join("agent.js")
-    }
-}
-
-/// Removes session directories left by an `asynctrace` that was killed (SIGKILL runs no
-/// clean-up), so their rings stop holding memory. A directory is stale when the pid in its
-/// name (`asynctrace-<pid>-<nonce>`) is no longer running.
-fn sweep_stale(base: &Path) {
-    let Ok(entries) = std::fs::read_dir(base) else { return };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix("asynctrace-")) else {
-            continue;
-        };
-        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<i32>().ok()) else {
-            continue;
-        };
-        let alive = rustix::process::Pid::from_raw(pid).is_some_and(|p| rustix::process::test_kill_process(p).is_ok());
-        if !alive {
-            let _ = std::fs::remove_dir_all(entry.path());
-        }
+    /// The preload that `NODE_OPTIONS` requires.
+    pub fn agent_js(&self) -> &Path {
+        &self.agent_js
     }
 }
 
@@ -96,6 +132,124 @@ impl Drop for Session {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+fn free_bytes(dir: &Path) -> Option<u64> {
+    let s = rustix::fs::statvfs(dir).ok()?;
+    Some(s.f_bavail.saturating_mul(s.f_frsize))
+}
+
+/// Makes `asynctrace-<pid>-<nonce>` in `base`, mode 0700, locked. It is created under a
+/// hidden name and locked before it is renamed into place, so no sweep ever sees it unlocked.
+fn create_locked_dir(base: &Path) -> anyhow::Result<(PathBuf, File)> {
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let name = format!("asynctrace-{}-{nanos:x}", std::process::id());
+    let tmp = base.join(format!(".{name}.new"));
+    let dir = base.join(&name);
+    DirBuilder::new()
+        .mode(0o700)
+        .create(&tmp)
+        .with_context(|| format!("cannot create session directory {}", tmp.display()))?;
+    let lock = File::open(&tmp).with_context(|| format!("cannot open session directory {}", tmp.display()))?;
+    rustix::fs::flock(&lock, FlockOperation::NonBlockingLockExclusive)
+        .with_context(|| format!("cannot lock session directory {}", tmp.display()))?;
+    if let Err(e) = std::fs::rename(&tmp, &dir) {
+        let _ = std::fs::remove_dir(&tmp);
+        return Err(e).with_context(|| format!("cannot create session directory {}", dir.display()));
+    }
+    Ok((dir, lock))
+}
+
+/// Removes session directories whose recorder is gone (SIGKILL runs no clean-up), so their
+/// rings stop holding memory. A recorder holds its session's lock for its whole life, and the
+/// kernel drops the lock when it dies, whatever pid namespace it ran in.
+fn sweep_stale(base: &Path) {
+    let Ok(entries) = std::fs::read_dir(base) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let is_session = name.strip_prefix("asynctrace-").is_some_and(|rest| {
+            let mut parts = rest.split('-');
+            matches!(
+                (parts.next(), parts.next(), parts.next()),
+                (Some(pid), Some(nonce), None)
+                    if pid.parse::<u32>().is_ok() && u32::from_str_radix(nonce, 16).is_ok()
+            )
+        });
+        // A half-made session of a recorder that died while creating it; young ones may be
+        // about to be locked by a live recorder, so leave them a minute.
+        let is_abandoned = name.starts_with(".asynctrace-")
+            && name.ends_with(".new")
+            && entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > Duration::from_secs(60));
+        if !is_session && !is_abandoned {
+            continue;
+        }
+        let path = entry.path();
+        let Ok(dir) = File::open(&path) else { continue };
+        if rustix::fs::flock(&dir, FlockOperation::NonBlockingLockExclusive).is_ok() {
+            let _ = std::fs::remove_dir_all(&path);
+        }
+    }
+}
+
+/// Writes the preload into the per-user directory under a name derived from its contents,
+/// once, atomically (temporary file + rename). The file is never removed: any process that
+/// ever inherited a `NODE_OPTIONS` naming it can still start.
+fn write_preload() -> anyhow::Result<PathBuf> {
+    let dir = private_dir()?;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    AGENT_JS.hash(&mut h);
+    let path = dir.join(format!("agent-{}-{:016x}.js", env!("CARGO_PKG_VERSION"), h.finish()));
+    if let Ok(m) = std::fs::symlink_metadata(&path) {
+        let ours = m.is_file() && m.uid() == rustix::process::geteuid().as_raw() && m.mode() & 0o077 == 0;
+        if ours && std::fs::read(&path).is_ok_and(|b| b == AGENT_JS.as_bytes()) {
+            return Ok(path);
+        }
+    }
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let tmp = dir.join(format!(".agent-{}-{nanos:x}.tmp", std::process::id()));
+    write_private(&tmp, AGENT_JS.as_bytes()).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(path)
+}
+
+/// `<tmp>/asynctrace-preload-<uid>`, created 0700 if missing, and refused unless it is a real
+/// directory owned by us that nobody else can write.
+fn private_dir() -> anyhow::Result<PathBuf> {
+    let uid = rustix::process::geteuid().as_raw();
+    let dir = std::env::temp_dir().join(format!("asynctrace-preload-{uid}"));
+    match DirBuilder::new().mode(0o700).create(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e).with_context(|| format!("cannot create {}", dir.display())),
+    }
+    let m = std::fs::symlink_metadata(&dir).with_context(|| format!("cannot read {}", dir.display()))?;
+    if !m.is_dir() || m.uid() != uid {
+        bail!("{} is not a directory of this user", dir.display());
+    }
+    if m.mode() & 0o077 != 0 {
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("cannot make {} private", dir.display()))?;
+    }
+    Ok(dir)
+}
+
+/// Creates `path` (which must not exist), readable and writable by its owner only.
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut f = OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
 }
 
 /// `NODE_OPTIONS` with our preload added to whatever the user already had.

@@ -286,6 +286,12 @@ fn drain_loop(ring: usize, mut consumer: Consumer<SharedRing>, tx: Sender<Msg>, 
         ending,
         error,
     });
+    // Drained for good: unmap and unlink, so the ring's memory is freed as soon as its writer
+    // has let go of it too (a finished worker's agent does at once). Sessions with many
+    // short-lived threads would otherwise fill /dev/shm.
+    let path = consumer.memory().path().to_owned();
+    drop(consumer);
+    let _ = std::fs::remove_file(path);
 }
 
 struct Stream {

@@ -269,6 +269,11 @@ impl<M: RingMemory> Producer<M> {
         })
     }
 
+    /// Capacity in records.
+    pub fn capacity(&self) -> u32 {
+        self.capacity
+    }
+
     /// Room for `n` more records right now.
     fn has_room(&mut self, n: u64) -> bool {
         if self.write + n <= self.limit {
