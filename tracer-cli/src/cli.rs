@@ -42,7 +42,7 @@ pub struct RecordArgs {
     pub output: PathBuf,
     /// Ring capacity per thread, in 32-byte records (a power of two). A full ring drops and
     /// counts records rather than slow the app down.
-    #[arg(long, default_value_t = 1 << 20, value_parser = parse_ring_records)]
+    #[arg(long, default_value_t = 1 << 18, value_parser = parse_ring_records)]
     pub ring_records: u32,
     /// Resolution of event times in microseconds: a native thread refreshes a clock word the
     /// agent reads, because a precise clock per event costs more than the record.
