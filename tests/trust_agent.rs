@@ -393,3 +393,29 @@ fs.writeFileSync({out:?}, JSON.stringify({{
     assert!(!rings.is_empty(), "{m}");
     assert!(rings.iter().all(|r| r == 0o600), "{m}");
 }
+
+// See: issue "Trust", item 8 (a terminated worker read "exited 0"; Node's loader hooks thread
+// in a child process read "vanished", with a warning line).
+#[test]
+fn r8_threads_say_whether_they_were_terminated_or_ended() {
+    let scratch = Scratch::new("terminate");
+    let trace = scratch.path("t.bin");
+    let out = record(&trace, &[], "terminate.js", &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let summary = info(&trace);
+    let workers: Vec<_> = threads(&summary).into_iter().filter(|t| t["thread"] != 0).collect();
+    assert_eq!(workers.len(), 1, "{summary}");
+    assert_eq!(workers[0]["exit"], "terminated", "{summary}");
+
+    let trace = scratch.path("loader.bin");
+    let out = record(&trace, &[], "loader-hooks/parent.js", &[]);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(!err.contains("without running its exit handler"), "{err}");
+    let info = info(&trace);
+    let all = threads(&info);
+    assert_eq!(all.len(), 3, "parent, child, and the child's hooks thread: {info}");
+    for t in all {
+        assert_eq!(t["exit"], serde_json::json!({"code": 0}), "{info}");
+    }
+}

@@ -49,10 +49,15 @@
     const asyncHooks = require('async_hooks');
     let threadId = 0;
     let isMainThread = true;
+    // Node's own threads (the module loader hooks' worker) are stopped at exit without running
+    // exit handlers: for them that is the normal end, not a termination. Node 22+ says so;
+    // Node 20 starts them with a null workerData, which user workers rarely have.
+    let internal = false;
     try {
       const wt = require('worker_threads');
       threadId = wt.threadId;
       isMainThread = wt.isMainThread;
+      internal = wt.isInternalThread === true || (wt.isInternalThread === undefined && !isMainThread && wt.workerData === null);
     } catch (_) {
       // Runtimes without worker_threads have one thread.
     }
@@ -137,7 +142,7 @@
     let event;
 
     if (clockWord !== null) {
-      const buf = native.openRing(SESSION, asked, process.pid, threadId, process.version);
+      const buf = native.openRing(SESSION, asked, process.pid, threadId, process.version, internal);
       const hs = L.headerSize;
       capacity = (buf.byteLength - hs) / 32;
       shrunk();
@@ -212,7 +217,7 @@
       // Staged fallback: records go to a V8-owned array and are copied into the ring by one
       // native call per batch. A SIGKILL loses at most the batch in hand. A batch is at most a
       // quarter of the ring, so a small ring still takes batches while the reader catches up.
-      const handle = native.openStagedRing(SESSION, asked, process.pid, threadId, process.version);
+      const handle = native.openStagedRing(SESSION, asked, process.pid, threadId, process.version, internal);
       capacity = native.stagedCapacity(handle);
       shrunk();
       const BATCH = Math.min(1024, capacity >> 2);

@@ -23,7 +23,7 @@ use napi::bindgen_prelude::*;
 use napi_derive::napi;
 use tracer_core::record::{self, RawRecord, RECORD_SIZE};
 use tracer_core::ring::header::{self, WriterState};
-use tracer_core::ring::{Producer, RingMemory, WriterInfo};
+use tracer_core::ring::{self, Producer, RingMemory, WriterInfo};
 use tracer_core::shm::{self, SharedRing};
 
 /// Monotonic nanoseconds as f64 bits, refreshed by the clock thread.
@@ -82,9 +82,10 @@ const MIN_CAPACITY: u32 = 1024;
 /// for it, the largest smaller power of two that fits (down to [`MIN_CAPACITY`]). The
 /// JavaScript side reads the capacity it got from the buffer's length.
 ///
-/// The ring is given back when this thread's environment is torn down (a worker that ends):
-/// its pages become private zero pages (see [`SharedRing::release`]), and the file's memory is
-/// freed once the reader has drained and unlinked it.
+/// When this thread's environment is torn down (a worker that ends), the ring says how it
+/// ended if its exit handler did not run, and is given back: its pages become private zero
+/// pages (see [`SharedRing::release`]), and the file's memory is freed once the reader has
+/// drained and unlinked it.
 fn create_ring(
     env: &Env,
     dir: &str,
@@ -92,6 +93,7 @@ fn create_ring(
     pid: u32,
     thread: u32,
     node_version: String,
+    internal: bool,
 ) -> Result<&'static SharedRing> {
     let info = WriterInfo {
         pid,
@@ -112,7 +114,17 @@ fn create_ring(
     };
     // Never unmapped: JavaScript and the reader may touch it until the process ends.
     let ring: &'static SharedRing = Box::leak(Box::new(ring));
-    env.add_env_cleanup_hook(ring, |ring| {
+    env.add_env_cleanup_hook(ring, move |ring| {
+        // No exit handler ran: a worker stopped from outside (`worker.terminate()`, or its
+        // process exiting). Node's own threads (module loader hooks) end that way every time,
+        // which for them is the normal end.
+        if thread != 0 && ring::writer_state(ring) != WriterState::Exited {
+            if internal {
+                ring::set_writer_state(ring, WriterState::Exited, 0);
+            } else {
+                ring::set_writer_state(ring, WriterState::Terminated, 0);
+            }
+        }
         // SAFETY: the environment that wrote through this mapping is gone, so nothing reads it
         // expecting its contents; the reader has its own mapping of the file.
         let _ = unsafe { ring.release() };
@@ -141,8 +153,17 @@ pub fn open_ring<'env>(
     pid: u32,
     thread: u32,
     node_version: String,
+    internal: Option<bool>,
 ) -> Result<ArrayBuffer<'env>> {
-    let ring = create_ring(env, &dir, capacity, pid, thread, node_version)?;
+    let ring = create_ring(
+        env,
+        &dir,
+        capacity,
+        pid,
+        thread,
+        node_version,
+        internal.unwrap_or(false),
+    )?;
     external(env, ring.as_ptr(), ring.len())
 }
 
@@ -166,8 +187,17 @@ pub fn open_staged_ring(
     pid: u32,
     thread: u32,
     node_version: String,
+    internal: Option<bool>,
 ) -> Result<u32> {
-    let ring = create_ring(env, &dir, capacity, pid, thread, node_version)?;
+    let ring = create_ring(
+        env,
+        &dir,
+        capacity,
+        pid,
+        thread,
+        node_version,
+        internal.unwrap_or(false),
+    )?;
     let producer = Producer::attach(ring).map_err(|e| err(e.to_string()))?;
     let mut staged = STAGED.lock().map_err(|_| err("staged rings poisoned"))?;
     staged.push(producer);

@@ -247,6 +247,7 @@ fn drain_loop(ring: usize, mut consumer: Consumer<SharedRing>, tx: Sender<Msg>, 
             let main = *shared.main.lock().expect("main status lock");
             let ending = match (status.state, main) {
                 (WriterState::Exited, _) => Ending::Exited { code: status.exit_code },
+                (WriterState::Terminated, _) => Ending::Terminated,
                 (_, Some((p, MainExit::Signal(sig)))) if p == pid => Ending::Signaled { signal: sig },
                 (_, Some((p, MainExit::Code(code)))) if p == pid => Ending::Exited { code },
                 _ => Ending::Vanished,
@@ -256,15 +257,16 @@ fn drain_loop(ring: usize, mut consumer: Consumer<SharedRing>, tx: Sender<Msg>, 
         // A thread that ran its exit handler may still emit a few events (later exit
         // listeners); a worker's process lives on, so wait for silence rather than death.
         // After `record` stops, writers that are still running get the same grace.
-        let waiting = status.state == WriterState::Exited || shared.stop.load(Ordering::Acquire);
+        let ended = matches!(status.state, WriterState::Exited | WriterState::Terminated);
+        let waiting = ended || shared.stop.load(Ordering::Acquire);
         if waiting && !got_records {
             let since = *quiet_since.get_or_insert_with(Instant::now);
             if since.elapsed() > GRACE {
                 let r = drain_all(&mut consumer);
-                let ending = if status.state == WriterState::Exited {
-                    Ending::Exited { code: status.exit_code }
-                } else {
-                    Ending::Running
+                let ending = match status.state {
+                    WriterState::Exited => Ending::Exited { code: status.exit_code },
+                    WriterState::Terminated => Ending::Terminated,
+                    _ => Ending::Running,
                 };
                 break (ending, r.err());
             }

@@ -32,7 +32,8 @@ pub struct ThreadSummary {
     pub malformed: u64,
     /// Init count per resource type in this thread.
     pub types: BTreeMap<String, u64>,
-    /// How the thread ended: `{"code": N}`, `{"signal": "SIGKILL"}`, `"vanished"`, `"running"`;
+    /// How the thread ended: `{"code": N}`, `{"signal": "SIGKILL"}`, `"vanished"`, `"running"`,
+    /// `"terminated"`;
     /// null when the trace was cut before the thread ended.
     pub exit: Option<ExitJson>,
 }
@@ -54,6 +55,7 @@ impl From<&Ending> for ExitJson {
             },
             Ending::Vanished => ExitJson::Other("vanished"),
             Ending::Running => ExitJson::Other("running"),
+            Ending::Terminated => ExitJson::Other("terminated"),
         }
     }
 }

@@ -60,6 +60,9 @@ pub enum WriterState {
     Running = 1,
     /// The writer ran its exit handler; `EXIT_CODE` is valid and nothing more will be written.
     Exited = 2,
+    /// A worker thread was stopped before its exit handler could run (`worker.terminate()`,
+    /// or the process exiting under it); nothing more will be written.
+    Terminated = 3,
 }
 
 impl WriterState {
@@ -68,6 +71,7 @@ impl WriterState {
         match v {
             0 => Self::Starting,
             2 => Self::Exited,
+            3 => Self::Terminated,
             _ => Self::Running,
         }
     }

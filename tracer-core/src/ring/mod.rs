@@ -195,6 +195,17 @@ pub fn init_header(mem: &impl RingMemory, capacity: u32, info: &WriterInfo) -> R
     Ok(())
 }
 
+/// The writer state word of an initialised ring.
+pub fn writer_state(mem: &impl RingMemory) -> WriterState {
+    WriterState::from_u32(atomic_u32(mem, OFF_STATE).load(Ordering::Acquire))
+}
+
+/// Sets the writer state (and exit code) of an initialised ring, as its writer.
+pub fn set_writer_state(mem: &impl RingMemory, state: WriterState, exit_code: i32) {
+    atomic_u32(mem, OFF_EXIT_CODE).store(exit_code as u32, Ordering::Relaxed);
+    atomic_u32(mem, OFF_STATE).store(state as u32, Ordering::Release);
+}
+
 /// Checks a header written by someone else and returns its capacity.
 fn validate(mem: &impl RingMemory) -> Result<u32, OpenError> {
     if mem.len() < HEADER_SIZE {

@@ -48,6 +48,9 @@ pub enum Ending {
     Vanished,
     /// Still running when the recording stopped.
     Running,
+    /// A worker thread stopped before its exit handler ran: `worker.terminate()`, or its
+    /// process exiting under it.
+    Terminated,
 }
 
 /// Written when a writer thread's ring is drained for the last time.
