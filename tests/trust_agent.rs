@@ -419,3 +419,51 @@ fn r8_threads_say_whether_they_were_terminated_or_ended() {
         assert_eq!(t["exit"], serde_json::json!({"code": 0}), "{info}");
     }
 }
+
+// See: issue "Trust", item 4 (`--permission` with a scoped `--allow-fs-read` stopped the app:
+// ERR_ACCESS_DENIED on the preload).
+#[test]
+fn r4_the_permission_model_runs_the_app_traced_if_allowed_else_untraced() {
+    let version = Command::new(node()).arg("--version").output().unwrap();
+    let major: u32 = String::from_utf8_lossy(&version.stdout)
+        .trim_start_matches('v')
+        .split('.')
+        .next()
+        .and_then(|m| m.parse().ok())
+        .expect("node --version");
+    let flag = if major < 22 {
+        "--experimental-permission"
+    } else {
+        "--permission"
+    };
+    let allow = format!("--allow-fs-read={}", root().join("fixtures").display());
+    let scratch = Scratch::new("permission");
+    for extra in [None, Some("--allow-addons")] {
+        let trace = scratch.path("t.bin");
+        let out = Command::new(asynctrace())
+            .arg("record")
+            .arg("-o")
+            .arg(&trace)
+            .arg("--")
+            .arg(node())
+            .arg(flag)
+            .arg(&allow)
+            .args(extra)
+            .arg(fixture("exit-code.js"))
+            .arg("3")
+            .current_dir(root())
+            .output()
+            .unwrap();
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(3), "{extra:?}: the app ran: {err}");
+        let untraced = err.lines().filter(|l| l.contains("the app runs untraced")).count();
+        let events = total_events(&info(&trace));
+        if extra.is_none() {
+            assert_eq!(untraced, 1, "addons are not allowed: one line says so: {err}");
+            assert!(err.contains("--allow-addons"), "{err}");
+        } else {
+            assert_eq!(untraced, 0, "{err}");
+            assert!(events > 0, "allowed: traced: {err}");
+        }
+    }
+}

@@ -33,8 +33,10 @@
   function sessionGone() {
     try {
       return !fs.statSync(SESSION).isDirectory();
-    } catch (_) {
-      return true;
+    } catch (e) {
+      // Node's permission model may hide the session from JavaScript: the addon needs no
+      // permission to reach it.
+      return !(e && e.code === 'ERR_ACCESS_DENIED');
     }
   }
   if (sessionGone()) return;
@@ -42,7 +44,9 @@
   try {
     start();
   } catch (e) {
-    if (!sessionGone()) warn(`agent failed to start (${e && e.message ? e.message : e})`);
+    // Under Node's permission model, native addons need --allow-addons.
+    const hint = process.permission && !process.execArgv.includes('--allow-addons') ? ' (tracing needs --allow-addons)' : '';
+    if (!sessionGone()) warn(`agent failed to start (${e && e.message ? e.message : e})${hint}`);
   }
 
   function start() {

@@ -252,7 +252,14 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     f.sync_all()
 }
 
+/// Flags that turn on Node's permission model (Node 20 spells it `--experimental-permission`).
+const PERMISSION_FLAGS: [&str; 2] = ["--permission", "--experimental-permission"];
+
 /// `NODE_OPTIONS` with our preload added to whatever the user already had.
+///
+/// Where the user's own options turn on the permission model, reading the preload is allowed
+/// too (Node 20 refuses to start otherwise). Only there: `--allow-fs-read` without the
+/// permission flag is an error that stops node.
 pub fn node_options(existing: Option<&std::ffi::OsStr>, agent_js: &Path) -> std::ffi::OsString {
     // NODE_OPTIONS splits on spaces unless quoted; escape what could end the quotes.
     let quoted = agent_js
@@ -261,10 +268,39 @@ pub fn node_options(existing: Option<&std::ffi::OsStr>, agent_js: &Path) -> std:
         .replace('\\', "\\\\")
         .replace('"', "\\\"");
     let mut v = std::ffi::OsString::new();
-    if let Some(e) = existing.filter(|e| !e.is_empty()) {
+    let existing = existing.filter(|e| !e.is_empty());
+    if let Some(e) = existing {
         v.push(e);
         v.push(" ");
     }
     v.push(format!("--require \"{quoted}\""));
+    let permission = existing
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.split_whitespace().any(|w| PERMISSION_FLAGS.contains(&w)));
+    if permission {
+        v.push(format!(" --allow-fs-read=\"{quoted}\""));
+    }
     v
+}
+
+/// The command's arguments (after the program), with reading the preload allowed when the
+/// command is `node` with the permission model on its own command line. Other commands are
+/// left alone: what they start gets the permission flag from elsewhere, or not at all.
+pub fn command_args(command: &[std::ffi::OsString], agent_js: &Path) -> Vec<std::ffi::OsString> {
+    let mut args: Vec<std::ffi::OsString> = command.iter().skip(1).cloned().collect();
+    let is_node = command
+        .first()
+        .and_then(|p| Path::new(p).file_name())
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with("node"));
+    let permission = args
+        .iter()
+        .map_while(|a| a.to_str().filter(|a| a.starts_with('-')))
+        .any(|a| PERMISSION_FLAGS.contains(&a));
+    if is_node && permission {
+        let mut allow = std::ffi::OsString::from("--allow-fs-read=");
+        allow.push(agent_js);
+        args.insert(0, allow);
+    }
+    args
 }

@@ -38,7 +38,7 @@ pub fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("cannot write trace file {}", args.output.display()))?;
 
     let mut cmd = Command::new(&program);
-    cmd.args(&args.command[1..])
+    cmd.args(session::command_args(&args.command, session.agent_js()))
         .env(
             "NODE_OPTIONS",
             session::node_options(std::env::var_os("NODE_OPTIONS").as_deref(), &session.agent_js()),
