@@ -41,7 +41,7 @@ pub fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
     cmd.args(session::command_args(&args.command, session.agent_js()))
         .env(
             "NODE_OPTIONS",
-            session::node_options(std::env::var_os("NODE_OPTIONS").as_deref(), &session.agent_js()),
+            session::node_options(std::env::var_os("NODE_OPTIONS").as_deref(), session.agent_js()),
         )
         .env("ASYNCTRACE_SESSION", session.dir())
         .env("ASYNCTRACE_ADDON", &addon)
