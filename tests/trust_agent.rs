@@ -127,6 +127,8 @@ fn r1_finished_workers_give_their_rings_back() {
     let info = info(&trace);
     assert_eq!(threads(&info).len(), 17, "every worker traced: {err}");
     assert!(!err.contains("untraced"), "{err}");
+    // Finished workers' rings were freed, so every new worker got its full ring.
+    assert!(!err.contains("shared memory is short"), "{err}");
 }
 
 // See: issue "Trust", item 1 (a full /dev/shm made `record` refuse to start).
