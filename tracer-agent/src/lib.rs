@@ -125,9 +125,8 @@ fn create_ring(
                 ring::set_writer_state(ring, WriterState::Terminated, 0);
             }
         }
-        // SAFETY: the environment that wrote through this mapping is gone, so nothing reads it
-        // expecting its contents; the reader has its own mapping of the file.
-        let _ = unsafe { ring.release() };
+        // The environment that wrote through this mapping is gone; the reader has its own.
+        let _ = ring.release();
     })?;
     Ok(ring)
 }

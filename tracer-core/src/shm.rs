@@ -138,16 +138,17 @@ impl SharedRing {
     /// file's pages are freed once the reader has unmapped and unlinked the file. The address
     /// range stays reserved for as long as the process lives (the mapping is never unmapped).
     ///
-    /// # Safety
-    /// Nothing may read the ring through this mapping afterwards expecting its contents, and
-    /// no Rust reference into the region may be live across the call.
-    pub unsafe fn release(&self) -> io::Result<()> {
+    /// Safe because the region stays valid memory of the same size and protection: whoever
+    /// still touches it (only through raw pointers and atomics, as for any shared ring, whose
+    /// contents another process may change at any time) sees zeros, never a fault.
+    pub fn release(&self) -> io::Result<()> {
         let ptr = self.map.as_mut_ptr().cast::<std::ffi::c_void>();
         let len = self.map.len();
         // SAFETY: `ptr..ptr + len` is exactly the mapping this value owns (page-aligned, from
         // mmap); MAP_FIXED replaces it atomically with an anonymous mapping of the same size and
-        // protection, so the range stays valid for reads and writes. The caller guarantees no
-        // Rust reference depends on the old contents.
+        // protection, so the range stays valid for reads and writes. The region is only ever
+        // accessed through raw pointers and atomics (see `RingMemory`), never through Rust
+        // references that assume its contents stay put.
         unsafe {
             rustix::mm::mmap_anonymous(
                 ptr,
@@ -243,8 +244,7 @@ mod tests {
             .unwrap()
             .push(&encode(&Record::Destroy { id: 5 }))
             .unwrap();
-        // SAFETY: no reference into `a`'s region is live.
-        unsafe { a.release() }.unwrap();
+        a.release().unwrap();
         // SAFETY: the region is mapped, readable and at least a header long.
         assert_eq!(unsafe { *a.as_ptr() }, 0);
         // SAFETY: nobody truncates the file during the test.
