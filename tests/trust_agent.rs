@@ -350,10 +350,9 @@ fn r9_staged_with_a_small_ring_still_records() {
     let seen: u64 = expected.events.values().sum();
     let recorded = total_events(&info);
     let dropped = info["dropped"].as_u64().unwrap();
-    assert!(
-        recorded > seen / 2,
-        "most events recorded: {recorded} of {seen}, {dropped} dropped"
-    );
+    // How many overflow depends on when the reader first finds the ring; none may vanish.
+    assert!(recorded > 0, "recorded {recorded} of {seen}, {dropped} dropped");
+    assert_eq!(recorded + dropped, seen, "every event recorded or counted");
 }
 
 // See: issue "Trust", item 16 (another local user read an argv password from a live ring).
