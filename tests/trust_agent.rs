@@ -343,15 +343,18 @@ fn r6_two_processes_with_the_same_pid_are_both_recorded() {
 fn r9_staged_with_a_small_ring_still_records() {
     let scratch = Scratch::new("staged-small");
     let trace = scratch.path("t.bin");
-    let out = record(&trace, &["--staged", "--ring-records", "256"], "timers.js", &[]);
+    // Immediates only: every hook count is exact (no GC-dependent promise destroys).
+    let args = ["3000", "immediates"];
+    let out = record(&trace, &["--staged", "--ring-records", "256"], "many-events.js", &args);
     assert!(out.status.success(), "{}", stderr(&out));
     let info = info(&trace);
-    let expected = count_hook("timers.js", &[]);
+    let expected = count_hook("many-events.js", &args);
     let seen: u64 = expected.events.values().sum();
     let recorded = total_events(&info);
     let dropped = info["dropped"].as_u64().unwrap();
-    // How many overflow depends on when the reader first finds the ring; none may vanish.
-    assert!(recorded > 0, "recorded {recorded} of {seen}, {dropped} dropped");
+    // How many overflow depends on how fast the reader keeps up; none may vanish. A batch
+    // larger than the ring could never go in: only a last partial batch was ever recorded.
+    assert!(recorded >= 1000, "recorded {recorded} of {seen}, {dropped} dropped");
     assert_eq!(recorded + dropped, seen, "every event recorded or counted");
 }
 
