@@ -304,3 +304,43 @@ pub fn command_args(command: &[std::ffi::OsString], agent_js: &Path) -> Vec<std:
     }
     args
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::OsString;
+
+    fn os(v: &[&str]) -> Vec<OsString> {
+        v.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn reading_the_preload_is_allowed_only_where_the_permission_model_is_on() {
+        let agent = Path::new("/p/agent.js");
+        assert_eq!(
+            command_args(&os(&["node", "--permission", "app.js"]), agent),
+            os(&["--allow-fs-read=/p/agent.js", "--permission", "app.js"])
+        );
+        assert_eq!(
+            command_args(&os(&["/usr/bin/node", "--experimental-permission", "app.js"]), agent),
+            os(&["--allow-fs-read=/p/agent.js", "--experimental-permission", "app.js"])
+        );
+        // Without the flag, --allow-fs-read would stop node; the app's own argv is not node's.
+        assert_eq!(command_args(&os(&["node", "app.js"]), agent), os(&["app.js"]));
+        assert_eq!(
+            command_args(&os(&["node", "app.js", "--permission"]), agent),
+            os(&["app.js", "--permission"])
+        );
+        assert_eq!(
+            command_args(&os(&["npm", "--permission"]), agent),
+            os(&["--permission"])
+        );
+        let plain = node_options(Some("--max-old-space-size=100".as_ref()), agent);
+        assert_eq!(plain, "--max-old-space-size=100 --require \"/p/agent.js\"");
+        let perm = node_options(Some("--permission --allow-fs-read=/app".as_ref()), agent);
+        assert_eq!(
+            perm,
+            "--permission --allow-fs-read=/app --require \"/p/agent.js\" --allow-fs-read=\"/p/agent.js\""
+        );
+    }
+}
