@@ -500,3 +500,17 @@ fn which_node() -> PathBuf {
         .unwrap();
     PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
 }
+
+#[test]
+fn record_refuses_to_mix_its_trace_with_the_apps_stdout() {
+    let s = Scratch::new("record-dash");
+    let out = Command::new(asynctrace())
+        .args(["record", "-o", "-", "--"])
+        .arg(node())
+        .args(["-e", "1"])
+        .current_dir(&s.0)
+        .output()
+        .unwrap();
+    assert_clean_failure(&out, "stdout");
+    assert!(!s.path("-").exists() && !s.path("-.partial").exists());
+}

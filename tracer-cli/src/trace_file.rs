@@ -35,6 +35,11 @@ impl TraceFile {
     /// Creates the file to write the trace for `target` into, and returns it with a handle to
     /// write through.
     pub fn create(target: &Path) -> anyhow::Result<(Self, File)> {
+        if target == Path::new("-") {
+            bail!(
+                "record cannot write the trace to stdout (`-o -`): the app's own output goes there; pass a file name"
+            );
+        }
         let special = match std::fs::metadata(target) {
             Ok(m) if m.is_dir() => bail!(
                 "cannot create trace file {}: it is a directory; pass a file name with -o",
