@@ -58,6 +58,18 @@ fn wait_or_fail(mut child: Child, what: &str) -> Output {
     }
 }
 
+/// Waits until `pid` waits in `open` for the other end of a FIFO, so that the test does not
+/// depend on how fast the writer starts. Gives up quietly where the kernel hides `wchan`.
+fn wait_until_blocked_in_open(pid: u32) {
+    for _ in 0..500 {
+        let wchan = std::fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default();
+        if wchan == "wait_for_partner" {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 fn mkfifo(path: &Path) {
     let st = Command::new("mkfifo").arg(path).status().unwrap();
     assert!(st.success(), "mkfifo {}", path.display());
@@ -163,6 +175,7 @@ fn r13_a_fifo_with_a_writer_is_read_as_a_stream() {
         .arg(&fifo)
         .spawn()
         .unwrap();
+    wait_until_blocked_in_open(writer.id());
     let child = report(&["info", "--format", "json"], &fifo)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
