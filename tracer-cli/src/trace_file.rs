@@ -100,10 +100,12 @@ impl TraceFile {
             .with_context(|| format!("cannot write trace file {}", partial.display()))?;
         std::fs::rename(partial, &self.target)
             .with_context(|| format!("cannot rename {} to {}", partial.display(), self.target.display()))?;
-        if let Some(dir) = self.target.parent().filter(|d| !d.as_os_str().is_empty()) {
-            // Best effort: the rename itself is durable once its directory is.
-            let _ = File::open(dir).and_then(|d| d.sync_all());
-        }
+        // Best effort: the rename itself is durable once its directory is.
+        let dir = match self.target.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        let _ = File::open(dir).and_then(|d| d.sync_all());
         Ok(())
     }
 
