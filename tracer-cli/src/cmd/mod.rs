@@ -9,7 +9,7 @@ mod requests;
 mod slow;
 mod tree;
 
-use std::io::{StdoutLock, Write};
+use std::io::{BufWriter, StdoutLock, Write};
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -56,6 +56,9 @@ pub fn open_trace(path: &Path) -> anyhow::Result<TraceReader<Input>> {
     }
 }
 
+/// Where reports are written: stdout, buffered (a report can be many lines).
+pub type Stdout = BufWriter<StdoutLock<'static>>;
+
 /// Prints a report on stdout, as JSON or through `text`, then warns on stderr when the trace
 /// was cut short (the report then covers its complete prefix).
 pub fn print_report<T: serde::Serialize>(
@@ -63,19 +66,22 @@ pub fn print_report<T: serde::Serialize>(
     report: &T,
     trace: &Path,
     truncated: bool,
-    text: impl FnOnce(&mut StdoutLock<'static>) -> std::io::Result<()>,
+    text: impl FnOnce(&mut Stdout) -> std::io::Result<()>,
 ) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
-    match format {
-        Format::Json => {
-            // Why convert: a write error inside serde_json's error does not show as an
-            // `io::Error` in the chain, so a closed stdout would not be recognised.
-            serde_json::to_writer_pretty(&mut out, report).map_err(std::io::Error::from)?;
-            writeln!(out)?;
+    let mut out = BufWriter::new(std::io::stdout().lock());
+    let write = || -> std::io::Result<()> {
+        match format {
+            Format::Json => {
+                // Why convert: a write error inside serde_json's error does not show as an
+                // `io::Error` in the chain, so a closed stdout would not be recognised.
+                serde_json::to_writer_pretty(&mut out, report).map_err(std::io::Error::from)?;
+                writeln!(out)?;
+            }
+            Format::Text => text(&mut out)?,
         }
-        Format::Text => text(&mut out)?,
-    }
-    out.flush()?;
+        out.flush()
+    };
+    write().context("writing the report to stdout")?;
     if truncated {
         warn_truncated(trace, "analysis");
     }
