@@ -195,7 +195,7 @@ fn r13_a_pipe_on_stdin_is_read_as_a_stream() {
     let (full, _) = full_and_truncated(&s);
     let expected = info(&full);
     let bytes = std::fs::read(&full).unwrap();
-    let mut child = report(&["info", "--format", "json"], Path::new("/dev/stdin"))
+    let mut child = report(&["info", "--format", "json"], Path::new("-"))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -526,4 +526,20 @@ fn record_refuses_to_mix_its_trace_with_the_apps_stdout() {
         .unwrap();
     assert_clean_failure(&out, "stdout");
     assert!(!s.path("-").exists() && !s.path("-.partial").exists());
+}
+
+#[test]
+fn r13_an_empty_pipe_whose_writer_is_gone_is_refused() {
+    // `true | asynctrace info -`: an anonymous pipe never gets a new writer.
+    let mut writer = Command::new("true").stdout(Stdio::piped()).spawn().unwrap();
+    let read_end = writer.stdout.take().unwrap();
+    writer.wait().unwrap();
+    let child = report(&["info"], Path::new("-"))
+        .stdin(Stdio::from(read_end))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = wait_or_fail(child, "info on an empty pipe");
+    assert_clean_failure(&out, "stdin is a pipe with nothing in it");
 }

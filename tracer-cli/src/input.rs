@@ -1,7 +1,7 @@
 //! Opening a trace to read, whatever the path names, without ever hanging in `open`.
 //!
 //! A regular file is read as it is. A pipe is read as a stream when a program writes into it
-//! (`asynctrace info <(zcat t.bin.gz)`, `cat t.bin | asynctrace info /dev/stdin`); a named pipe
+//! (`asynctrace info <(zcat t.bin.gz)`, `cat t.bin | asynctrace info -`); a named pipe
 //! that nobody writes into, which a plain `open` would wait on forever, is refused with one line
 //! after a short grace, and so is a terminal.
 
@@ -19,7 +19,12 @@ pub type Input = BufReader<Chain<Cursor<Vec<u8>>, File>>;
 
 /// Opens `path` for reading as a trace.
 pub fn open(path: &Path) -> anyhow::Result<Input> {
-    let name = path.display();
+    // `-` is stdin, as for most Unix tools.
+    let (path, name) = if path == Path::new("-") {
+        (Path::new("/dev/stdin"), "stdin".to_string())
+    } else {
+        (path, path.display().to_string())
+    };
     // Why non-blocking: `open` of a named pipe waits until a writer opens it, forever if none
     // does. Non-blocking, it returns at once and the probe below says whether a writer is there.
     let file = OpenOptions::new()
@@ -35,11 +40,13 @@ pub fn open(path: &Path) -> anyhow::Result<Input> {
         bail!("{name} is a directory; pass the trace file written by `asynctrace record`");
     }
     if kind.is_char_device() && rustix::termios::isatty(&file) {
-        bail!("{name} is a terminal; pass a trace file, or pipe one in (`cat t.bin | asynctrace info /dev/stdin`)");
+        bail!("{name} is a terminal; pass a trace file, or pipe one in (`cat t.bin | asynctrace info -`)");
     }
     let mut head = Vec::new();
     if kind.is_fifo() || kind.is_socket() {
-        head = probe(&file, path)?;
+        // An anonymous pipe (`<(...)`, stdin) whose writer is gone gets no new one: no grace.
+        let named = kind.is_fifo() && std::fs::canonicalize(path).is_ok();
+        head = probe(&file, &name, if named { WRITER_GRACE } else { Duration::ZERO })?;
     }
     // From here on, reads wait for a pipe's writer like any reader of a pipe does.
     let flags = rustix::fs::fcntl_getfl(&file).with_context(|| format!("cannot read trace file {name}"))?;
@@ -54,18 +61,17 @@ const WRITER_GRACE: Duration = Duration::from_secs(2);
 
 /// Whether a pipe has a writer, without waiting for one in `open`: a non-blocking read returns
 /// data (kept for the reader), `WouldBlock` (a writer is there, nothing written yet) or end of
-/// file (no writer now; asked again for [`WRITER_GRACE`]). A writer blocked in its own `open`
-/// of a named pipe already counts as one.
-fn probe(mut file: &File, path: &Path) -> anyhow::Result<Vec<u8>> {
+/// file (no writer now; asked again until `grace` has passed). A writer blocked in its own
+/// `open` of a named pipe already counts as one.
+fn probe(mut file: &File, name: &str, grace: Duration) -> anyhow::Result<Vec<u8>> {
     let mut head = vec![0u8; 64 * 1024];
-    let deadline = Instant::now() + WRITER_GRACE;
+    let deadline = Instant::now() + grace;
     loop {
         match file.read(&mut head) {
             Ok(0) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
             Ok(0) => bail!(
-                "{} is a pipe with nothing in it and no program writing into it; start the program \
-                 that writes the trace into it first, or pass the trace file itself",
-                path.display()
+                "{name} is a pipe with nothing in it and no program writing into it; start the program \
+                 that writes the trace into it first, or pass the trace file itself"
             ),
             Ok(n) => {
                 head.truncate(n);
@@ -73,7 +79,7 @@ fn probe(mut file: &File, path: &Path) -> anyhow::Result<Vec<u8>> {
             }
             Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(Vec::new()),
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) => return Err(e).with_context(|| format!("cannot read trace file {}", path.display())),
+            Err(e) => return Err(e).with_context(|| format!("cannot read trace file {name}")),
         }
     }
 }
