@@ -37,7 +37,8 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct RecordArgs {
-    /// Where to write the trace.
+    /// Where to write the trace. It is written as `<file>.partial`, readable by its owner
+    /// only, and renamed to `<file>` when complete.
     #[arg(short, long, default_value = "trace.bin")]
     pub output: PathBuf,
     /// Ring capacity per thread, in 32-byte records (a power of two). A full ring drops and
@@ -105,7 +106,7 @@ pub enum Format {
 
 #[derive(Debug, Args)]
 pub struct InfoArgs {
-    /// The trace file.
+    /// The trace file (or a pipe that a program writes a trace into).
     pub trace: PathBuf,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
@@ -145,7 +146,7 @@ pub struct FilterArgs {
 pub struct FlameArgs {
     /// The trace file.
     pub trace: PathBuf,
-    /// Write the SVG (or folded lines) here instead of stdout.
+    /// Write the SVG (or folded lines) here instead of stdout (`-` is stdout).
     #[arg(short, long)]
     pub output: Option<PathBuf>,
     /// What widths measure.
@@ -179,7 +180,7 @@ pub struct ExportArgs {
     /// Output format.
     #[arg(long, value_enum)]
     pub format: ExportFormat,
-    /// Write here instead of stdout.
+    /// Write here instead of stdout (`-` is stdout).
     #[arg(short, long)]
     pub output: Option<PathBuf>,
     /// What stack weights measure (speedscope, folded).

@@ -64,6 +64,9 @@ impl From<&Ending> for ExitJson {
 pub struct ProcessSummary {
     pub pid: u32,
     pub argv: Vec<String>,
+    /// Node's own options (`-e <script>`, `--inspect`), which `argv` leaves out.
+    #[serde(rename = "execArgv")]
+    pub exec_argv: Vec<String>,
     pub node: String,
     /// The main thread's ending, which is the process's.
     pub exit: Option<ExitJson>,
@@ -90,6 +93,7 @@ struct StreamAcc {
     thread: u32,
     node: String,
     argv: Vec<String>,
+    exec_argv: Vec<String>,
     events: u64,
     types: BTreeMap<u32, u64>,
     end: Option<crate::trace::StreamEnd>,
@@ -140,6 +144,7 @@ pub fn summarize<R: Read>(mut reader: TraceReader<R>) -> Result<TraceSummary, Tr
                         thread: info.thread,
                         node: info.node_version,
                         argv: Vec::new(),
+                        exec_argv: Vec::new(),
                         events: 0,
                         types: BTreeMap::new(),
                         end: None,
@@ -149,9 +154,14 @@ pub fn summarize<R: Read>(mut reader: TraceReader<R>) -> Result<TraceSummary, Tr
             Item::StreamMeta { stream, json } => {
                 if let Some(s) = streams.get_mut(&stream) {
                     if let Ok(serde_json::Value::Object(m)) = serde_json::from_str::<serde_json::Value>(&json) {
-                        if let Some(serde_json::Value::Array(a)) = m.get("argv") {
-                            s.argv = a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect();
-                        }
+                        let strings = |key: &str| match m.get(key) {
+                            Some(serde_json::Value::Array(a)) => {
+                                a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect()
+                            }
+                            _ => Vec::new(),
+                        };
+                        s.argv = strings("argv");
+                        s.exec_argv = strings("execArgv");
                     }
                 }
             }
@@ -179,6 +189,7 @@ pub fn summarize<R: Read>(mut reader: TraceReader<R>) -> Result<TraceSummary, Tr
         let p = processes.entry(s.pid).or_insert_with(|| ProcessSummary {
             pid: s.pid,
             argv: Vec::new(),
+            exec_argv: Vec::new(),
             node: s.node.clone(),
             exit: None,
             threads: Vec::new(),
@@ -186,6 +197,7 @@ pub fn summarize<R: Read>(mut reader: TraceReader<R>) -> Result<TraceSummary, Tr
         let exit = s.end.as_ref().map(|e| ExitJson::from(&e.ending));
         if s.thread == 0 {
             p.argv = s.argv.clone();
+            p.exec_argv = s.exec_argv.clone();
             p.node = s.node.clone();
             p.exit = exit.clone();
         }

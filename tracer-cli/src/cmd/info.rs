@@ -74,7 +74,7 @@ fn write_text(out: &mut impl Write, name: &str, s: &TraceSummary) -> std::io::Re
             p.pid,
             p.node,
             exit_text(&p.exit),
-            p.argv.join(" ")
+            command_line(&p.argv, &p.exec_argv)
         )?;
         for t in &p.threads {
             let label = if t.thread == 0 {
@@ -90,4 +90,74 @@ fn write_text(out: &mut impl Write, name: &str, s: &TraceSummary) -> std::io::Re
         }
     }
     Ok(())
+}
+
+/// Longest argument shown in full; a `node -e` script can be pages long.
+const MAX_ARG: usize = 80;
+
+/// The process's command line as it was typed: node, its own options (`execArgv`: `-e <script>`,
+/// `--inspect`), then the script and its arguments. Arguments a shell would split are quoted,
+/// newlines shown as `\n`, and long ones cut with `...`, so that each process stays one line.
+fn command_line(argv: &[String], exec_argv: &[String]) -> String {
+    let (node, rest) = argv.split_first().map_or(("", argv), |(n, r)| (n.as_str(), r));
+    std::iter::once(node)
+        .filter(|n| !n.is_empty())
+        .chain(exec_argv.iter().map(String::as_str))
+        .chain(rest.iter().map(String::as_str))
+        .map(shown)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn shown(arg: &str) -> String {
+    let mut text: String = arg.chars().take(MAX_ARG).collect();
+    if text.len() < arg.len() {
+        text.push_str("...");
+    }
+    let plain = !text.is_empty() && text.chars().all(|c| c.is_alphanumeric() || "-_./=:,@+%^".contains(c));
+    if plain {
+        return text;
+    }
+    let escaped: String = text
+        .chars()
+        .map(|c| match c {
+            '\n' => "\\n".to_string(),
+            '\t' => "\\t".to_string(),
+            '\'' => "'\\''".to_string(),
+            c if c.is_control() => "?".to_string(),
+            c => c.to_string(),
+        })
+        .collect();
+    format!("'{escaped}'")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::command_line;
+
+    fn strings(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn node_options_come_between_node_and_the_script() {
+        let line = command_line(&strings(&["/usr/bin/node", "/app/a.js", "x"]), &strings(&["--inspect"]));
+        assert_eq!(line, "/usr/bin/node --inspect /app/a.js x");
+    }
+
+    #[test]
+    fn an_eval_script_is_quoted_on_one_line() {
+        let line = command_line(
+            &strings(&["/usr/bin/node"]),
+            &strings(&["-e", "setInterval(() => {},\n1000)"]),
+        );
+        assert_eq!(line, "/usr/bin/node -e 'setInterval(() => {},\\n1000)'");
+    }
+
+    #[test]
+    fn a_long_argument_is_cut() {
+        let long = "x".repeat(500);
+        let line = command_line(&strings(&["node"]), &strings(&["-e", &long]));
+        assert_eq!(line, format!("node -e {}...", "x".repeat(80)));
+    }
 }

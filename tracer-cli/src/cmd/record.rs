@@ -3,6 +3,7 @@
 use std::fs::File;
 use std::io::BufWriter;
 use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
 use std::process::{Command, ExitCode, ExitStatus};
 
 use anyhow::{bail, Context};
@@ -11,6 +12,7 @@ use tracer_core::trace::{Ending, TraceMeta, TraceWriter};
 
 use crate::cli::RecordArgs;
 use crate::session::{self, Session};
+use crate::trace_file::TraceFile;
 
 pub fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
     let addon = session::locate_addon()?;
@@ -32,10 +34,17 @@ pub fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
         // The unit the trace encodes times in; the agent's times are whole microseconds.
         clock_tick_ns: 1000,
     };
-    let file =
-        File::create(&args.output).with_context(|| format!("cannot create trace file {}", args.output.display()))?;
-    let writer = TraceWriter::new(BufWriter::with_capacity(1 << 20, file), &meta)
-        .with_context(|| format!("cannot write trace file {}", args.output.display()))?;
+    let (trace_file, file) = TraceFile::create(&args.output)?;
+    let writer = match start_trace(file, &meta) {
+        Ok(w) => w,
+        Err(e) => {
+            // Why before the app starts: an output that cannot take even the header (a full
+            // disk, /dev/full) is better said now than after a run that records nothing.
+            let written = trace_file.writing_to().display().to_string();
+            trace_file.discard();
+            return Err(e).with_context(|| format!("cannot write trace file {written}"));
+        }
+    };
 
     let mut cmd = Command::new(&program);
     cmd.args(session::command_args(&args.command, session.agent_js()))
@@ -61,7 +70,8 @@ pub fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
         Ok(c) => c,
         Err(e) => {
             let _ = recorder.finish(0, MainExit::Code(127));
-            let _ = std::fs::remove_file(&args.output);
+            // The trace already at the output path, if any, is left as it was.
+            trace_file.discard();
             let name = program.to_string_lossy();
             if e.kind() == std::io::ErrorKind::NotFound {
                 bail!("command not found: `{name}`; check the command after `--` (is it on PATH?)");
@@ -71,17 +81,79 @@ pub fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
     };
     let pid = child.id();
     recorder.watch(pid);
-    let forwarder = signals::forward_to(pid)?;
+    // Why not `?`: the app is running; failing here would orphan it and lose its status.
+    let forwarder = signals::forward_to(pid)
+        .map_err(|e| say!("asynctrace: warning: Ctrl-C and SIGTERM will not be forwarded to the app: {e}"))
+        .ok();
     let status = child.wait().context("waiting for the app")?;
-    forwarder.close();
+    if let Some(f) = forwarder {
+        f.close();
+    }
 
     let main = main_exit(status);
-    let summary = recorder.finish(pid, main).context("finishing the trace")?;
+    // From here on the app has run: whatever happens to the trace, `record` exits with the
+    // app's status, and a trace problem is one line on stderr.
+    let finished = recorder.finish(pid, main);
     drop(session);
-    if !args.quiet {
-        print_summary(&summary, main, &args.output);
+    let written = trace_file.writing_to().to_owned();
+    let regular = trace_file.is_regular();
+    let outcome = match finished {
+        Ok(summary) => trace_file.commit().map(|()| summary),
+        Err(e) => Err(anyhow::Error::from(e).context(format!("cannot write the trace to {}", written.display()))),
+    };
+    match outcome {
+        Ok(summary) => {
+            if !args.quiet {
+                print_summary(&summary, main, &args.output, regular);
+            }
+            if summary.streams.is_empty() {
+                warn_no_process(&program);
+            }
+        }
+        Err(e) => say_trace_failed(&e, &written, regular, main),
     }
     Ok(ExitCode::from(exit_code(main)))
+}
+
+/// Writes the trace's header and metadata and flushes them, so that an output that cannot be
+/// written fails now.
+fn start_trace(file: File, meta: &TraceMeta) -> std::io::Result<TraceWriter<BufWriter<File>>> {
+    let mut writer = TraceWriter::new(BufWriter::with_capacity(1 << 20, file), meta)?;
+    writer.flush()?;
+    Ok(writer)
+}
+
+/// The one line for a trace that could not be completed after the app ran.
+fn say_trace_failed(e: &anyhow::Error, written: &Path, regular: bool, main: MainExit) {
+    let kept = if regular {
+        format!(
+            "; the part written before stays in {}, and every command reads it",
+            written.display()
+        )
+    } else {
+        String::new()
+    };
+    say!(
+        "asynctrace: error: {}{kept}; the app {}",
+        crate::stderr::chain(e),
+        how_it_ended(main)
+    );
+}
+
+/// Says why a recording holds no process: nothing below the command ran node with the agent.
+fn warn_no_process(program: &std::ffi::OsStr) {
+    say!(
+        "asynctrace: warning: no Node.js process was traced: check that `{}` starts node, and that \
+         nothing on the way replaces NODE_OPTIONS (the agent is loaded through it)",
+        program.to_string_lossy()
+    );
+}
+
+fn how_it_ended(main: MainExit) -> String {
+    match main {
+        MainExit::Code(c) => format!("exited with code {c}"),
+        MainExit::Signal(sig) => format!("was killed by signal {sig}"),
+    }
 }
 
 fn monotonic_ns() -> u64 {
@@ -105,16 +177,12 @@ fn exit_code(main: MainExit) -> u8 {
     }
 }
 
-fn print_summary(s: &RecordSummary, main: MainExit, output: &std::path::Path) {
-    let how = match main {
-        MainExit::Code(c) => format!("exited with code {c}"),
-        MainExit::Signal(sig) => format!("was killed by signal {sig}"),
-    };
+fn print_summary(s: &RecordSummary, main: MainExit, output: &Path, regular: bool) {
+    let how = how_it_ended(main);
     let pids: std::collections::BTreeSet<u32> = s.streams.iter().map(|t| t.pid).collect();
     let events = s.events();
-    let bytes = std::fs::metadata(output).map(|m| m.len()).unwrap_or(0);
-    eprintln!("asynctrace: the app {how}");
-    eprintln!(
+    say!("asynctrace: the app {how}");
+    say!(
         "asynctrace: recorded {events} events from {} process{} and {} thread{}; dropped {}",
         pids.len(),
         if pids.len() == 1 { "" } else { "es" },
@@ -123,36 +191,48 @@ fn print_summary(s: &RecordSummary, main: MainExit, output: &std::path::Path) {
         s.dropped()
     );
     for t in s.streams.iter().filter(|t| t.dropped > 0) {
-        eprintln!(
+        say!(
             "asynctrace:   pid {} thread {} dropped {} events (ring full; raise --ring-records)",
-            t.pid, t.thread, t.dropped
+            t.pid,
+            t.thread,
+            t.dropped
         );
     }
     for t in s.streams.iter().filter(|t| t.malformed > 0) {
-        eprintln!(
+        say!(
             "asynctrace:   pid {} thread {}: {} malformed records skipped",
-            t.pid, t.thread, t.malformed
+            t.pid,
+            t.thread,
+            t.malformed
         );
     }
     for t in s.streams.iter().filter(|t| matches!(t.ending, Ending::Vanished)) {
-        eprintln!(
+        say!(
             "asynctrace:   pid {} thread {} ended without running its exit handler",
-            t.pid, t.thread
+            t.pid,
+            t.thread
         );
     }
     for (path, why) in &s.unreadable {
-        eprintln!("asynctrace:   could not read ring {}: {why}", path.display());
+        say!("asynctrace:   could not read ring {}: {why}", path.display());
     }
-    let per_event = if events > 0 {
-        format!(", {:.1} bytes/event", bytes as f64 / events as f64)
-    } else {
-        String::new()
-    };
-    eprintln!(
-        "asynctrace: wrote {} ({}{per_event})",
-        output.display(),
-        human_bytes(bytes)
-    );
+    // A device or pipe has no size to report.
+    let bytes = std::fs::metadata(output).ok().filter(|_| regular).map(|m| m.len());
+    match bytes {
+        Some(bytes) => {
+            let per_event = if events > 0 {
+                format!(", {:.1} bytes/event", bytes as f64 / events as f64)
+            } else {
+                String::new()
+            };
+            say!(
+                "asynctrace: wrote {} ({}{per_event})",
+                output.display(),
+                human_bytes(bytes)
+            );
+        }
+        None => say!("asynctrace: wrote {}", output.display()),
+    }
 }
 
 fn human_bytes(b: u64) -> String {

@@ -21,7 +21,8 @@
 //!   about 2-3 bytes per event). Blocks of different streams interleave; within a stream the
 //!   order of blocks is the order of events.
 //! - `End`: the recording finished. A file without it was cut off (the recorder was killed
-//!   or is still writing): the reader yields every complete block and then reports
+//!   or is still writing; `asynctrace record` writes `<output>.partial` and renames it only
+//!   after `End`): the reader yields every complete block and then reports
 //!   [`TraceReader::truncated`]. Damage to a complete block (checksum, impossible contents)
 //!   is [`TraceError::Corrupt`] instead.
 //!
