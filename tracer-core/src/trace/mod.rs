@@ -51,5 +51,9 @@ pub const MAGIC: [u8; 8] = *b"\x89ATRACE\n";
 
 /// Version of the trace layout after the magic. Bump it when a block kind is added, a payload
 /// or the event encoding changes, or [`crate::codec`] switches serializer; readers refuse
-/// newer versions with [`TraceError::Version`] rather than misread them.
-pub const TRACE_FORMAT_VERSION: u32 = 1;
+/// newer versions with [`TraceError::Version`] rather than misread them. Older versions stay
+/// readable: each bump only adds to what a reader understands.
+///
+/// - 1: the first layout.
+/// - 2: a stream can end as [`Ending::Terminated`] (`worker.terminate()`).
+pub const TRACE_FORMAT_VERSION: u32 = 2;

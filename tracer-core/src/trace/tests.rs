@@ -148,7 +148,10 @@ fn header_errors_are_typed_and_explain_themselves() {
     let (mut bytes, _) = sample();
     bytes[8..12].copy_from_slice(&(TRACE_FORMAT_VERSION + 1).to_le_bytes());
     let err = TraceReader::new(&bytes[..]).unwrap_err();
-    assert!(matches!(err, TraceError::Version { found: 2, supported: 1 }), "{err:?}");
+    assert!(
+        matches!(err, TraceError::Version { found, supported } if found == TRACE_FORMAT_VERSION + 1 && supported == TRACE_FORMAT_VERSION),
+        "{err:?}"
+    );
     assert!(err.to_string().contains("upgrade asynctrace"), "{err}");
     assert!(TraceError::NotATrace.to_string().contains("asynctrace record"));
 }
