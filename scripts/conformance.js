@@ -228,7 +228,7 @@ class Runner {
 
   // One test, start to end: returns a result row.
   async one(slot, name) {
-    const file = path.join('test', 'async-hooks', name);
+    const file = path.join('test', name);
     const flags = testFlags(path.join(this.root, file));
     const row = { name, flags, plain: '', traced: '', counts: '', notes: [] };
     const p = await this.plain(slot, file, flags);
@@ -294,11 +294,19 @@ class Runner {
   }
 }
 
+// The suite: all of test/async-hooks, and the async_hooks tests among test/parallel (worker
+// threads, vm, GC, AsyncLocalStorage). Names are relative to test/.
+const PARALLEL = /^test-async-(hooks|local-storage|wrap)-.*\.js$/;
+
 function listTests(suite, only) {
-  const dir = path.join(suite, 'test', 'async-hooks');
-  return fs.readdirSync(dir)
-    .filter((f) => /^test-.*\.js$/.test(f) && f.includes(only))
-    .sort();
+  const names = [];
+  const hooksDir = path.join(suite, 'test', 'async-hooks');
+  for (const f of fs.readdirSync(hooksDir)) if (/^test-.*\.js$/.test(f)) names.push(`async-hooks/${f}`);
+  const parallelDir = path.join(suite, 'test', 'parallel');
+  if (fs.existsSync(parallelDir)) {
+    for (const f of fs.readdirSync(parallelDir)) if (PARALLEL.test(f)) names.push(`parallel/${f}`);
+  }
+  return names.filter((n) => n.includes(only)).sort();
 }
 
 async function main() {
@@ -310,7 +318,7 @@ async function main() {
   const knownPlain = readKnown(path.join(repo, 'scripts/conformance-known-plain.txt'), major);
   const knownTraced = readKnown(path.join(repo, 'scripts/conformance-known-traced.txt'), major);
   const tests = listTests(o.suite, o.only);
-  if (tests.length === 0) usage(`no tests under ${o.suite}/test/async-hooks match '${o.only}'`);
+  if (tests.length === 0) usage(`no tests under ${o.suite}/test match '${o.only}'`);
   const runner = new Runner(o);
   process.stdout.write(`conformance: ${tests.length} tests of ${path.basename(o.suite)} on node ${nodeVersion}, ${o.jobs} at a time, ${o.timeout} s per run\n`);
 

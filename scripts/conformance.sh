@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
-# Conformance with Node's own tests: runs Node's test/async-hooks suite plain, under
-# `asynctrace record` and under the reference counting hook (tests/support/count-hook.js), and
-# fails if a test that passes plain fails traced or if the per-type counts differ.
+# Conformance with Node's own tests: runs Node's test/async-hooks suite, and the async_hooks
+# tests of test/parallel (test-async-hooks-*, test-async-local-storage-*, test-async-wrap-*),
+# plain, under `asynctrace record` and under the reference counting hook
+# (tests/support/count-hook.js), and fails if a test that passes plain fails traced or if the
+# per-type counts differ.
 #
 #   bash scripts/conformance.sh                       # the machine's node
 #   bash scripts/conformance.sh /path/to/node         # another node (22: see below)
-#   CONFORMANCE_ONLY=local-storage bash scripts/conformance.sh   # tests whose name contains it
+#   CONFORMANCE_ONLY=local-storage bash scripts/conformance.sh   # tests whose path contains it
 #
 # The tests come from Debian's source package of Node (the `.orig` tarball, fetched from the
 # Debian archive once and checked against its SHA-256), for the same major version as the node
 # under test: Node 20 runs the tests of 20.19.2 (Debian 13), Node 22 those of 22.22.2 (Debian
-# unstable). Only test/async-hooks, test/common and test/fixtures are unpacked, under
+# unstable). Only those tests, test/common and test/fixtures are unpacked, under
 # .cache/conformance/ at the repo root. Set CONFORMANCE_SUITE to an unpacked Node source tree to
 # use other tests (any version), and CONFORMANCE_CACHE to keep the cache elsewhere.
 #
@@ -56,7 +58,8 @@ if [ -n "${CONFORMANCE_SUITE:-}" ]; then
 else
   [ -n "$tarball" ] || die "no Debian source of Node $major is known (node $version); set CONFORMANCE_SUITE to an unpacked Node $major source tree"
   suite="$cache/$top"
-  if ! [ -f "$suite/.complete" ]; then
+  # .complete names what was unpacked: a cache from an older version of this script is redone.
+  if [ "$(cat "$suite/.complete" 2>/dev/null)" != "async-hooks common fixtures parallel/test-async-*" ]; then
     command -v curl >/dev/null 2>&1 || die "curl is needed to fetch Node's tests"
     archive="$cache/$tarball"
     if ! echo "$sha256  $archive" | sha256sum -c --status 2>/dev/null; then
@@ -67,9 +70,9 @@ else
       echo "$sha256  $archive" | sha256sum -c --status || die "$archive does not have the expected SHA-256 $sha256"
     fi
     rm -rf "$suite"
-    tar -xJf "$archive" -C "$cache" "$top/test/async-hooks" "$top/test/common" "$top/test/fixtures" \
-      || die "cannot unpack $archive"
-    touch "$suite/.complete"
+    tar -xJf "$archive" -C "$cache" --wildcards "$top/test/async-hooks" "$top/test/common" \
+      "$top/test/fixtures" "$top/test/parallel/test-async-*" || die "cannot unpack $archive"
+    echo "async-hooks common fixtures parallel/test-async-*" > "$suite/.complete"
     rm -f "$archive" # the unpacked tests are what is kept
   fi
 fi
