@@ -383,8 +383,8 @@ async function main() {
     `${tally.tracedFlaky ? ` (${tally.tracedFlaky} only on a second run)` : ''}; counts compared on ${tally.countsCompared},` +
     ` agree on ${tally.countsAgree} (${tally.countsVary} vary by themselves, ${tally.countsNotComparable} not comparable)\n`);
   if (knownTracedFail.length) process.stdout.write(`  known traced failures (scripts/conformance-known-traced.txt): ${knownTracedFail.map((r) => r.name).join(', ')}\n`);
-  if (fixedKnown.length) process.stdout.write(`  now pass traced, remove from scripts/conformance-known-traced.txt: ${fixedKnown.join(', ')}\n`);
-  if (passingKnownPlain.length) process.stdout.write(`  now pass plain, remove from scripts/conformance-known-plain.txt: ${passingKnownPlain.join(', ')}\n`);
+  if (fixedKnown.length) process.stdout.write(`  listed in scripts/conformance-known-traced.txt but passed this run (drop the line once it keeps passing): ${fixedKnown.join(', ')}\n`);
+  if (passingKnownPlain.length) process.stdout.write(`  listed in scripts/conformance-known-plain.txt but passed plain this run (drop the line once it keeps passing): ${passingKnownPlain.join(', ')}\n`);
   if (newPlainFail.length) process.stdout.write(`  fail plain but not listed in scripts/conformance-known-plain.txt (not asynctrace's doing; list them with the reason): ${newPlainFail.map((r) => r.name).join(', ')}\n`);
   if (newTracedFail.length) process.stdout.write(`  FAIL: pass plain but fail traced or miscount: ${newTracedFail.map((r) => r.name).join(', ')}\n`);
   if (o.results) {
