@@ -1,20 +1,64 @@
 #!/usr/bin/env bash
-# Runs every test: unit and golden tests, then the end-to-end tests on the machine's node and
-# again on each Node version of the matrix (installed from the npm registry).
+# Runs every test: unit, golden and end-to-end tests on the machine's node, conformance with
+# Node's own async_hooks tests on that node, then the end-to-end tests again on each Node
+# version of the matrix (installed from the npm registry into .node-versions/).
 #
-#   bash scripts/test.sh                          # matrix: system node, 22, 24
-#   ASYNCTRACE_NODE_MATRIX="24" bash scripts/test.sh
-set -euo pipefail
+#   bash scripts/test.sh                                  # matrix: 22, 24, 26
+#   ASYNCTRACE_NODE_MATRIX="24" bash scripts/test.sh      # choose the matrix ("" for none)
+#   ASYNCTRACE_CONFORMANCE_MATRIX="22" bash scripts/test.sh   # conformance on these too
+#   ASYNCTRACE_CONFORMANCE=0 bash scripts/test.sh         # skip conformance (needs the network once)
+#
+# Every step runs even when an earlier one failed (a failing Node version must not hide the
+# others' results); the summary at the end lists each step, and the exit status is non-zero
+# if any failed. Only a failed build stops it at once: nothing could be tested.
+set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 command -v node >/dev/null || { echo "test.sh: node is not on PATH; install Node.js 20 or newer" >&2; exit 1; }
 
 # The end-to-end tests run the built binary and addon, so build them first.
-cargo build --release --workspace
-cargo test --release --workspace
+if ! cargo build --release --workspace; then
+  echo "test.sh: the build failed; nothing was tested" >&2
+  exit 1
+fi
 
-for v in ${ASYNCTRACE_NODE_MATRIX-22 24}; do
-  node_bin=$(bash scripts/install-node.sh "$v" | tail -n 1)
-  echo "== end-to-end tests on $("$node_bin" --version) =="
-  ASYNCTRACE_TEST_NODE="$node_bin" cargo test --release -p e2e
+results=()
+failed=0
+step() {
+  local name="$1"
+  shift
+  echo
+  echo "== $name =="
+  if "$@"; then
+    results+=("ok    $name")
+  else
+    results+=("FAIL  $name")
+    failed=1
+  fi
+}
+
+system_node="$(node --version)"
+# --no-fail-fast: one failing test file must not keep the others from running.
+step "unit, golden and end-to-end tests on node $system_node" cargo test --release --workspace --no-fail-fast
+if [ "${ASYNCTRACE_CONFORMANCE-1}" != 0 ]; then
+  step "conformance with Node's async_hooks tests on node $system_node" bash scripts/conformance.sh node
+fi
+
+conformance_matrix=" ${ASYNCTRACE_CONFORMANCE_MATRIX-} "
+for v in ${ASYNCTRACE_NODE_MATRIX-22 24 26}; do
+  if ! node_bin=$(bash scripts/install-node.sh "$v" | tail -n 1) || [ -z "$node_bin" ]; then
+    results+=("FAIL  install Node $v (scripts/install-node.sh $v)")
+    failed=1
+    continue
+  fi
+  ver="$("$node_bin" --version)"
+  step "end-to-end tests on node $ver" env ASYNCTRACE_TEST_NODE="$node_bin" cargo test --release -p e2e --no-fail-fast
+  case "$conformance_matrix" in
+    *" $v "*) step "conformance with Node's async_hooks tests on node $ver" bash scripts/conformance.sh "$node_bin" ;;
+  esac
 done
+
+echo
+echo "== summary =="
+printf '%s\n' "${results[@]}"
+exit "$failed"
