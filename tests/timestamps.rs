@@ -36,8 +36,6 @@ fn callback_durations_us(tag: &str, extra: &[&str]) -> Vec<f64> {
 }
 
 #[test]
-#[ignore = "precise times are calibrated against the monotonic clock once, with an error of \
-            tens of microseconds, and a later clock-word time masks callbacks shorter than that"]
 fn precise_times_measure_every_short_callback() {
     let durations = callback_durations_us("precise", &["--precise"]);
     // Each callback lasts at least 5 µs; whole-microsecond times at each end cannot make that 0.

@@ -120,7 +120,23 @@
     // times are CLOCK_MONOTONIC nanoseconds in whole microseconds (the native clock rounds
     // too), which is what the trace file encodes compactly.
     const { performance } = require('perf_hooks');
-    const perfBase = Math.floor(native.monotonicNow() / 1000) * 1000 - Math.floor(performance.now() * 1000) * 1000;
+    // performance.now() counts from the same monotonic clock, so one offset converts it. Its
+    // first call is slow (lazy set-up), and a pair of readings can be split by preemption:
+    // warm it up and keep the offset of the tightest of a few bracketed readings. An offset
+    // that ran behind would put precise times before the clock word's, and the reader (which
+    // never lets time run backwards) would then hide short callbacks.
+    performance.now();
+    let perfBase = 0;
+    let bestSpan = Infinity;
+    for (let k = 0; k < 5; k++) {
+      const p1 = performance.now();
+      const m = native.monotonicNow();
+      const p2 = performance.now();
+      if (p2 - p1 < bestSpan) {
+        bestSpan = p2 - p1;
+        perfBase = Math.floor(m / 1000) * 1000 - Math.floor(((p1 + p2) / 2) * 1000) * 1000;
+      }
+    }
     function preciseNow() {
       return perfBase + Math.floor(performance.now() * 1000) * 1000;
     }
