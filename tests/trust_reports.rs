@@ -1,0 +1,120 @@
+//! Reports that always finish and never invent: every report on traces of shapes that once
+//! hung a report or made it lie, recorded from real `node` runs.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use support::*;
+
+/// Every report command, as its arguments before the trace.
+const REPORTS: &[&[&str]] = &[
+    &["info"],
+    &["tree"],
+    &["tree", "--exec"],
+    &["leaks"],
+    &["leaks", "--all", "--format", "json"],
+    &["slow", "--threshold-ms", "0"],
+    &["requests"],
+    &["flame", "--folded"],
+    &["flame", "--folded", "--weight", "async"],
+    &["flame", "--folded", "--flamechart"],
+    &["export", "--format", "folded"],
+    &["export", "--format", "speedscope"],
+    &["export", "--format", "chrome"],
+];
+
+/// Runs `asynctrace <args> <trace>`, killing it if it has not ended after two minutes: a hang
+/// guard so that a report that spins fails the test instead of blocking the run (it is not a
+/// speed check: the reports here take milliseconds).
+fn run_guarded(args: &[&str], trace: &Path) -> Output {
+    let mut child = Command::new(asynctrace())
+        .args(args)
+        .arg(trace)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    // Why a reader thread: a report that writes more than a pipe holds would block otherwise.
+    let mut stdout = child.stdout.take().unwrap();
+    let out_thread = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        std::io::Read::read_to_end(&mut stdout, &mut v).ok();
+        v
+    });
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        if Instant::now() > deadline {
+            child.kill().ok();
+            child.wait().ok();
+            panic!("`asynctrace {}` did not finish on {}", args.join(" "), trace.display());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut out = child.wait_with_output().unwrap();
+    out.stdout = out_thread.join().unwrap();
+    out
+}
+
+/// Every report finishes with success on `trace`.
+fn every_report_finishes(trace: &Path) {
+    for args in REPORTS {
+        let out = run_guarded(args, trace);
+        assert!(
+            out.status.success(),
+            "`asynctrace {}` failed: {}",
+            args.join(" "),
+            stderr(&out)
+        );
+    }
+}
+
+fn record_cmd(scratch: &Scratch, node_args: &[&str]) -> PathBuf {
+    let trace = scratch.path("t.bin");
+    let out = Command::new(asynctrace())
+        .arg("record")
+        .arg("-o")
+        .arg(&trace)
+        .arg("--")
+        .arg(node())
+        .args(node_args)
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "record {node_args:?}: {}", stderr(&out));
+    trace
+}
+
+// See: "leaks never finishes" on the trace of any `node --test` run: the test runner's own
+// stream had no site when the child's first site resized the per-stream clocks.
+#[test]
+fn r10_leaks_finishes_on_a_node_test_run() {
+    let s = Scratch::new("r10-node-test");
+    let trace = record_cmd(&s, &["--test", "fixtures/node-test/sample.test.js"]);
+    assert!(
+        info(&trace)["processes"].as_array().unwrap().len() >= 2,
+        "the runner and its child"
+    );
+    let out = run_guarded(&["leaks", "--fail"], &trace);
+    assert!(out.status.code().is_some(), "{}", stderr(&out));
+    every_report_finishes(&trace);
+}
+
+// See: "leaks never finishes" on a parent with two forked children (the second child's sites
+// seen before the first child's).
+#[test]
+fn r10_leaks_finishes_on_a_parent_with_two_forked_children() {
+    let s = Scratch::new("r10-fork-two");
+    let trace = record_cmd(&s, &["fixtures/fork-two.js"]);
+    assert_eq!(info(&trace)["processes"].as_array().unwrap().len(), 3);
+    let out = run_guarded(&["leaks", "--format", "json"], &trace);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(r["leaks"].as_array().unwrap().is_empty(), "no leaks: {r}");
+    every_report_finishes(&trace);
+}
