@@ -118,3 +118,36 @@ fn r10_leaks_finishes_on_a_parent_with_two_forked_children() {
     assert!(r["leaks"].as_array().unwrap().is_empty(), "no leaks: {r}");
     every_report_finishes(&trace);
 }
+
+// See: flame, flame --folded and export --format folded|speedscope needed memory in the square of
+// the trigger-chain length on a queue consumer (2.7 GB for 1 s). An await loop is now a handful
+// of stacks, each a few frames long, whatever the run's length.
+#[test]
+fn r11_a_queue_consumer_folds_into_a_few_short_stacks() {
+    let s = Scratch::new("r11-queue");
+    let trace = record_cmd(&s, &["fixtures/queue-consumer.js", "300"]);
+    let inits: u64 = info(&trace)["events"]["init"].as_u64().unwrap();
+    assert!(inits > 10_000, "a long chain: {inits} inits");
+    for weight in ["sync", "async", "count"] {
+        let out = run_guarded(&["flame", "--folded", "--weight", weight], &trace);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let text = String::from_utf8(out.stdout).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(
+            !lines.is_empty() && lines.len() <= 50,
+            "{weight}: {} stacks",
+            lines.len()
+        );
+        for l in &lines {
+            assert!(l.split(';').count() <= 12, "{weight}: a long stack: {l}");
+        }
+        if weight == "count" {
+            let total: u64 = lines
+                .iter()
+                .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+                .sum();
+            assert_eq!(total, inits, "every resource counted once");
+        }
+    }
+    every_report_finishes(&trace);
+}

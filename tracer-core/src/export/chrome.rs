@@ -22,6 +22,13 @@ use super::input::{pump, Handler, Input};
 use super::json::{push_u64, push_us, quote};
 use crate::trace::{Event, EventKind, StreamId, TraceReader};
 
+/// Callbacks open at once per thread before the oldest is given up as having no recorded end
+/// (its `after` was dropped); real nesting is a few levels deep.
+const MAX_OPEN: usize = 256;
+/// Nested slices held back at most; past this they are written out of order (a callback whose
+/// `after` was lost would otherwise hold back every later slice of its thread).
+const MAX_PENDING: usize = 4096;
+
 /// Options of [`write_chrome`].
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]
@@ -142,7 +149,14 @@ impl<W: Write> Chrome<W> {
             let Some(mut st) = self.streams[stream].take() else {
                 continue;
             };
-            let end = input.slot(stream as StreamId).map_or(input.last_ns, |s| s.last_ns);
+            let slot = input.slot(stream as StreamId);
+            let end = slot.map_or(input.last_ns, |s| s.last_ns);
+            if slot.is_some_and(|s| s.dropped > 0) {
+                // Where events were dropped, a callback open at the end may just have lost
+                // its `after`: its duration is unknown, so it gets no slice.
+                st.open.clear();
+                self.flush_pending(input, &mut st)?;
+            }
             while let Some(o) = st.open.pop() {
                 self.close(input, &mut st, o, end)?;
             }
@@ -171,9 +185,16 @@ impl<W: Write> Chrome<W> {
         };
         if !st.open.is_empty() {
             st.pending.push(p);
+            if st.pending.len() >= MAX_PENDING {
+                self.flush_pending(input, st)?;
+            }
             return Ok(());
         }
         self.slice(input, st, &p)?;
+        self.flush_pending(input, st)
+    }
+
+    fn flush_pending(&mut self, input: &Input, st: &mut StreamState) -> std::io::Result<()> {
         if !st.pending.is_empty() {
             let mut pending = std::mem::take(&mut st.pending);
             pending.sort_by_key(|p| (p.start, p.depth));
@@ -299,6 +320,10 @@ impl<W: Write> Chrome<W> {
                 let frame = res.frame;
                 if let Some(from) = res.flow_from.take() {
                     self.flow(st, ev.id, from, t)?;
+                }
+                if st.open.len() >= MAX_OPEN {
+                    // The oldest never ended: no slice for it (its duration is unknown).
+                    st.open.remove(0);
                 }
                 st.open.push(Open {
                     id: ev.id,
