@@ -151,3 +151,46 @@ fn r11_a_queue_consumer_folds_into_a_few_short_stacks() {
     }
     every_report_finishes(&trace);
 }
+
+fn json_of(out: &Output) -> serde_json::Value {
+    assert!(out.status.success(), "{}", stderr(out));
+    serde_json::from_slice(&out.stdout).expect("JSON")
+}
+
+// See: `slow` on a trace with heavy drops printed "653675.7 ms blocked" in a 1 s run. Callbacks
+// whose `after` was dropped are counted as having no recorded end, never timed to the end of the
+// run; no report adds up more callback time than the run lasted.
+#[test]
+fn r7_heavy_drops_invent_no_blocking_time() {
+    let s = Scratch::new("r7-drops");
+    let trace = s.path("t.bin");
+    let out = record(&trace, &["--ring-records", "256"], "many-events.js", &["50000"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let info = info(&trace);
+    assert!(info["dropped"].as_u64().unwrap() > 0, "the tiny ring dropped events");
+    let duration_ms = info["duration_ms"].as_f64().unwrap();
+    let slow = json_of(&run_guarded(
+        &["slow", "--threshold-ms", "0", "--format", "json"],
+        &trace,
+    ));
+    let blocked = slow["blocked_ms"].as_f64().unwrap();
+    assert!(blocked <= duration_ms, "{blocked} ms blocked in a {duration_ms} ms run");
+    assert!(slow["unended"].as_u64().unwrap() > 0, "{slow}");
+    let text = run_guarded(&["slow"], &trace);
+    assert!(
+        String::from_utf8_lossy(&text.stdout).contains("with no recorded end (events dropped)"),
+        "{}",
+        String::from_utf8_lossy(&text.stdout)
+    );
+    // The flame graph's sync weight, in µs, is callback time too.
+    let folded = run_guarded(&["flame", "--folded"], &trace);
+    let total_us: u64 = String::from_utf8(folded.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert!(
+        (total_us as f64) / 1e3 <= duration_ms,
+        "{total_us} µs of callbacks in {duration_ms} ms"
+    );
+}

@@ -201,6 +201,8 @@ pub fn write_leaks_text(out: &mut impl Write, r: &LeakReport, o: &TextOptions) -
 pub fn write_slow_text(out: &mut impl Write, r: &SlowReport) -> io::Result<()> {
     if r.count == 0 {
         writeln!(out, "no callback ran longer than {:.1} ms", r.threshold_ms)?;
+        unended(out, r.unended)?;
+
         return footer(out, r.dropped, r.truncated);
     }
     writeln!(
@@ -241,7 +243,20 @@ pub fn write_slow_text(out: &mut impl Write, r: &SlowReport) -> io::Result<()> {
         }
         writeln!(out)?;
     }
+    unended(out, r.unended)?;
     footer(out, r.dropped, r.truncated)
+}
+
+/// Callbacks whose end was lost: said, never guessed.
+fn unended(out: &mut impl Write, n: u64) -> io::Result<()> {
+    if n > 0 {
+        writeln!(
+            out,
+            "{} with no recorded end (events dropped): their time is unknown and not counted",
+            plural(n, "callback", "callbacks")
+        )?;
+    }
+    Ok(())
 }
 
 pub fn write_requests_text(out: &mut impl Write, r: &RequestReport) -> io::Result<()> {
