@@ -194,3 +194,64 @@ fn r7_heavy_drops_invent_no_blocking_time() {
         "{total_us} µs of callbacks in {duration_ms} ms"
     );
 }
+
+// See: `export --format chrome` wrote 929 MB for 5 s of a server without a word. A large export
+// says its size and how to export less; the time window now applies to the chrome format.
+#[test]
+fn r17c_a_large_chrome_export_says_its_size_and_how_to_narrow_it() {
+    let s = Scratch::new("r17c");
+    let trace = s.path("t.bin");
+    let out = record(&trace, &[], "timers.js", &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let export = |env_mb: Option<&str>, extra: &[&str]| {
+        let json = s.path("out.json");
+        let mut cmd = Command::new(asynctrace());
+        cmd.args(["export", "--format", "chrome", "-o"])
+            .arg(&json)
+            .args(extra)
+            .arg(&trace);
+        match env_mb {
+            Some(mb) => cmd.env("ASYNCTRACE_EXPORT_LARGE_MB", mb),
+            None => cmd.env_remove("ASYNCTRACE_EXPORT_LARGE_MB"),
+        };
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+        (stderr(&out), v)
+    };
+    let (quiet, all) = export(None, &[]);
+    assert!(!quiet.contains("MB of Chrome trace events"), "small: no line: {quiet}");
+    let (loud, _) = export(Some("0.001"), &[]);
+    let line = loud
+        .lines()
+        .find(|l| l.contains("MB of Chrome trace events"))
+        .unwrap_or_else(|| panic!("{loud}"));
+    assert!(
+        line.contains("--from-ms/--to-ms") && line.contains("--pid") && line.contains("--thread"),
+        "{line}"
+    );
+    // A window (the middle third of the callbacks' span) keeps the callbacks that overlap it,
+    // and fewer events.
+    let events = |v: &serde_json::Value| v["traceEvents"].as_array().unwrap().clone();
+    let ts: Vec<f64> = events(&all)
+        .iter()
+        .filter(|e| e["ph"] == "X")
+        .map(|e| e["ts"].as_f64().unwrap())
+        .collect();
+    let (lo, hi) = ts.iter().fold((f64::MAX, 0.0f64), |(a, b), &t| (a.min(t), b.max(t)));
+    let (from_us, to_us) = ((lo + (hi - lo) / 3.0).floor(), (lo + 2.0 * (hi - lo) / 3.0).ceil());
+    let (from, to) = (format!("{}", from_us / 1e3), format!("{}", to_us / 1e3));
+    let (_, part) = export(None, &["--from-ms", &from, "--to-ms", &to]);
+    let xs: Vec<serde_json::Value> = events(&part).into_iter().filter(|e| e["ph"] == "X").collect();
+    assert!(!xs.is_empty());
+    for x in &xs {
+        let (ts, dur) = (x["ts"].as_f64().unwrap(), x["dur"].as_f64().unwrap());
+        assert!(ts < to_us && ts + dur >= from_us, "outside [{from_us}, {to_us}): {x}");
+    }
+    assert!(events(&part).len() < events(&all).len());
+    let (b, e) = (
+        events(&part).iter().filter(|x| x["ph"] == "b").count(),
+        events(&part).iter().filter(|x| x["ph"] == "e").count(),
+    );
+    assert_eq!(b, e, "every async slice begun is ended");
+}

@@ -33,8 +33,9 @@ const MAX_PENDING: usize = 4096;
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]
 pub struct ChromeOptions {
-    /// Which processes and threads to export. The time window is not applied: slices are
-    /// exported whole.
+    /// Which processes, threads and time window to export. Slices that overlap the window
+    /// are exported whole: callbacks that ran in it, resources alive during it (with their
+    /// trigger arrows when both ends are in it).
     pub filter: Filter,
 }
 
@@ -58,6 +59,7 @@ pub fn write_chrome<R: Read, W: Write>(
 ) -> Result<ChromeStats, ExportError> {
     let mut w = Chrome {
         out,
+        filter: opts.filter.clone(),
         buf: Vec::with_capacity(256),
         streams: Vec::new(),
         types: FxMap::default(),
@@ -77,11 +79,14 @@ pub fn write_chrome<R: Read, W: Write>(
 }
 
 struct Res {
+    init_ns: u64,
     frame: FrameId,
     /// Type name (the `cat` of its slice).
     type_name: u32,
     /// Whether a `b` was written (not for resources seen without their init).
     sliced: bool,
+    /// Created before the time window: its `b` is written if it lives into the window.
+    deferred: bool,
     /// Init time, when it happened inside a callback and no flow was written yet.
     flow_from: Option<u64>,
 }
@@ -113,10 +118,13 @@ struct StreamState {
     id_prefix: Vec<u8>,
     /// `,"pid":P,"tid":T`.
     track: Vec<u8>,
+    /// An event at or after the window's start was seen (deferred slices were opened).
+    entered: bool,
 }
 
 struct Chrome<W: Write> {
     out: W,
+    filter: Filter,
     buf: Vec<u8>,
     streams: Vec<Option<StreamState>>,
     /// Type names as JSON string literals, by string id.
@@ -208,6 +216,11 @@ impl<W: Write> Chrome<W> {
     }
 
     fn slice(&mut self, input: &Input, st: &StreamState, p: &Pending) -> std::io::Result<()> {
+        let end = p.start.saturating_add(p.dur);
+        let outside = self.filter.to_ns.is_some_and(|to| p.start >= to) || self.filter.from_ns.is_some_and(|f| end < f);
+        if outside {
+            return Ok(());
+        }
         let b = &mut self.buf;
         b.clear();
         b.extend_from_slice(b"{\"ph\":\"X\",\"cat\":\"callback\",\"name\":");
@@ -266,8 +279,61 @@ impl<W: Write> Chrome<W> {
         Ok(())
     }
 
+    /// Writes the `b` of a resource's async slice.
+    #[allow(clippy::too_many_arguments)]
+    fn begin(
+        &mut self,
+        input: &Input,
+        st: &StreamState,
+        id: u64,
+        frame: FrameId,
+        type_name: u32,
+        t: u64,
+        trigger: u64,
+        exec: u64,
+    ) -> std::io::Result<()> {
+        let b = &mut self.buf;
+        b.clear();
+        b.extend_from_slice(b"{\"ph\":\"b\",\"cat\":");
+        b.extend_from_slice(type_json(&mut self.types, input, type_name));
+        b.extend_from_slice(b",\"name\":");
+        b.extend_from_slice(frame_json(input, frame));
+        push_id(b, st, id);
+        b.extend_from_slice(&st.track);
+        b.extend_from_slice(b",\"ts\":");
+        push_us(b, t);
+        b.extend_from_slice(b",\"args\":{\"asyncId\":");
+        push_u64(b, id);
+        b.extend_from_slice(b",\"trigger\":");
+        push_u64(b, trigger);
+        b.extend_from_slice(b",\"exec\":");
+        push_u64(b, exec);
+        b.extend_from_slice(b"}}");
+        self.emit()
+    }
+
+    /// The first event of a stream inside the window: opens the slices of the resources
+    /// created before it and still alive.
+    fn enter_window(&mut self, input: &Input, st: &mut StreamState) -> std::io::Result<()> {
+        st.entered = true;
+        let mut ids: Vec<u64> = st.live.iter().filter(|(_, r)| r.deferred).map(|(&id, _)| id).collect();
+        ids.sort_unstable();
+        for id in ids {
+            let Some(r) = st.live.get_mut(&id) else { continue };
+            r.deferred = false;
+            r.sliced = true;
+            let (frame, ty, init) = (r.frame, r.type_name, r.init_ns);
+            // Trigger and exec are not kept per resource; 0 says "not known here".
+            self.begin(input, st, id, frame, ty, init, 0, 0)?;
+        }
+        Ok(())
+    }
+
     fn event(&mut self, input: &mut Input, st: &mut StreamState, ev: &Event) -> std::io::Result<()> {
         let t = ev.time_ns;
+        if !st.entered && self.filter.from_ns.map_or(true, |f| t >= f) {
+            self.enter_window(input, st)?;
+        }
         match ev.kind {
             EventKind::Init {
                 type_name,
@@ -281,45 +347,49 @@ impl<W: Write> Chrome<W> {
                         self.async_end(input, st, ev.id, old.frame, old.type_name, t)?;
                     }
                 }
-                let b = &mut self.buf;
-                b.clear();
-                b.extend_from_slice(b"{\"ph\":\"b\",\"cat\":");
-                b.extend_from_slice(type_json(&mut self.types, input, type_name));
-                b.extend_from_slice(b",\"name\":");
-                b.extend_from_slice(frame_json(input, frame));
-                push_id(b, st, ev.id);
-                b.extend_from_slice(&st.track);
-                b.extend_from_slice(b",\"ts\":");
-                push_us(b, t);
-                b.extend_from_slice(b",\"args\":{\"asyncId\":");
-                push_u64(b, ev.id);
-                b.extend_from_slice(b",\"trigger\":");
-                push_u64(b, trigger);
-                b.extend_from_slice(b",\"exec\":");
-                push_u64(b, exec);
-                b.extend_from_slice(b"}}");
-                self.emit()?;
+                let before_window = self.filter.from_ns.is_some_and(|f| t < f);
+                if before_window || !self.filter.contains(t) {
+                    st.live.insert(
+                        ev.id,
+                        Res {
+                            init_ns: t,
+                            frame,
+                            type_name,
+                            sliced: false,
+                            deferred: before_window,
+                            flow_from: None,
+                        },
+                    );
+                    return Ok(());
+                }
+                self.begin(input, st, ev.id, frame, type_name, t, trigger, exec)?;
                 let flow_from = (!st.open.is_empty()).then_some(t);
                 st.live.insert(
                     ev.id,
                     Res {
+                        init_ns: t,
                         frame,
                         type_name,
                         sliced: true,
+                        deferred: false,
                         flow_from,
                     },
                 );
             }
             EventKind::Before => {
                 let res = st.live.entry(ev.id).or_insert_with(|| Res {
+                    init_ns: t,
                     frame: input.frames.named("(no init)"),
                     type_name: u32::MAX,
                     sliced: false,
+                    deferred: false,
                     flow_from: None,
                 });
                 let frame = res.frame;
                 if let Some(from) = res.flow_from.take() {
-                    self.flow(st, ev.id, from, t)?;
+                    if self.filter.contains(t) {
+                        self.flow(st, ev.id, from, t)?;
+                    }
                 }
                 if st.open.len() >= MAX_OPEN {
                     // The oldest never ended: no slice for it (its duration is unknown).
