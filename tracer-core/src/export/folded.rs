@@ -127,28 +127,36 @@ impl Folded {
     /// Folded lines, `a;b;c <weight>`. The stream's frame (`pid N`) leads each stack only
     /// when more than one stream was selected.
     pub fn lines(&self) -> Vec<String> {
-        let skip = usize::from(self.streams.len() <= 1);
+        let mut line = String::new();
         self.stacks
             .iter()
             .map(|s| {
-                let mut line = String::new();
-                for (i, f) in self.frames_of(s.path).into_iter().skip(skip).enumerate() {
-                    if i > 0 {
-                        line.push(';');
-                    }
-                    line.push_str(self.frames.get(f as usize).map_or("", |i| i.name.as_str()));
-                }
-                line.push(' ');
-                line.push_str(&s.weight.to_string());
-                line
+                self.line_into(&mut line, s);
+                line.clone()
             })
             .collect()
     }
 
-    /// Writes [`lines`](Self::lines), one per line.
+    fn line_into(&self, line: &mut String, s: &Stack) {
+        let skip = usize::from(self.streams.len() <= 1);
+        line.clear();
+        for (i, f) in self.frames_of(s.path).into_iter().skip(skip).enumerate() {
+            if i > 0 {
+                line.push(';');
+            }
+            line.push_str(self.frames.get(f as usize).map_or("", |i| i.name.as_str()));
+        }
+        line.push(' ');
+        line.push_str(&s.weight.to_string());
+    }
+
+    /// Writes [`lines`](Self::lines), one per line, one at a time (a flame chart of millions
+    /// of callbacks is gigabytes of text; it is never held whole).
     pub fn write_lines(&self, mut out: impl Write) -> io::Result<()> {
-        for l in self.lines() {
-            writeln!(out, "{l}")?;
+        let mut line = String::new();
+        for s in &self.stacks {
+            self.line_into(&mut line, s);
+            writeln!(out, "{line}")?;
         }
         out.flush()
     }
