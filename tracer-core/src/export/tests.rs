@@ -207,8 +207,10 @@ impl std::io::Write for CountingSink {
 }
 
 fn fold_bytes(bytes: &[u8], weight: Weight) -> Folded {
-    let mut opts = FoldOptions::default();
-    opts.weight = weight;
+    let opts = FoldOptions {
+        weight,
+        ..Default::default()
+    };
     fold(TraceReader::new(bytes).unwrap(), &opts).unwrap()
 }
 
