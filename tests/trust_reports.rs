@@ -255,3 +255,27 @@ fn r17c_a_large_chrome_export_says_its_size_and_how_to_narrow_it() {
     );
     assert_eq!(b, e, "every async slice begun is ended");
 }
+
+// See: "malformed records" was the wording for an app's own invalid async ids. Inits the app gave
+// a trigger of -1 are counted as invalid ids from the app, apart from records the agent mangled.
+#[test]
+fn r17b_invalid_ids_from_the_app_are_not_called_malformed() {
+    let s = Scratch::new("r17b");
+    let trace = s.path("t.bin");
+    let out = record(&trace, &[], "invalid-ids.js", &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let info = info(&trace);
+    assert_eq!(info["malformed"], 0, "{info}");
+    assert_eq!(info["invalid_ids"], 5, "{info}");
+    assert_eq!(info["processes"][0]["threads"][0]["invalid_ids"], 5, "{info}");
+    for report in ["tree", "leaks", "slow", "requests"] {
+        let out = run_guarded(&[report], &trace);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains("warning: 5 events with invalid async ids from the app"),
+            "{report}: {text}"
+        );
+        assert!(!text.contains("malformed"), "{report}: {text}");
+    }
+}

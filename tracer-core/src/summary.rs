@@ -29,7 +29,11 @@ pub struct ThreadSummary {
     pub thread: u32,
     pub events: u64,
     pub dropped: u64,
+    /// Records the agent mangled (failed validation), skipped.
     pub malformed: u64,
+    /// Hook events whose async ids the app itself made invalid (an `AsyncResource` with
+    /// `triggerAsyncId: -1`, `emitInit` of -1 or 1.5), skipped: ids Node would reject.
+    pub invalid_ids: u64,
     /// Init count per resource type in this thread.
     pub types: BTreeMap<String, u64>,
     /// How the thread ended: `{"code": N}`, `{"signal": "SIGKILL"}`, `"vanished"`, `"running"`;
@@ -78,7 +82,11 @@ pub struct TraceSummary {
     /// Init count per resource type.
     pub types: BTreeMap<String, u64>,
     pub dropped: u64,
+    /// Records the agent mangled, skipped (see [`ThreadSummary::malformed`]).
     pub malformed: u64,
+    /// Events with invalid async ids from the app, skipped (see
+    /// [`ThreadSummary::invalid_ids`]).
+    pub invalid_ids: u64,
     pub truncated: bool,
     pub processes: Vec<ProcessSummary>,
 }
@@ -90,6 +98,7 @@ struct StreamAcc {
     argv: Vec<String>,
     events: u64,
     types: BTreeMap<u32, u64>,
+    invalid_ids: u64,
     end: Option<crate::trace::StreamEnd>,
 }
 
@@ -140,6 +149,7 @@ pub fn summarize<R: Read>(mut reader: TraceReader<R>) -> Result<TraceSummary, Tr
                         argv: Vec::new(),
                         events: 0,
                         types: BTreeMap::new(),
+                        invalid_ids: 0,
                         end: None,
                     },
                 );
@@ -149,6 +159,10 @@ pub fn summarize<R: Read>(mut reader: TraceReader<R>) -> Result<TraceSummary, Tr
                     if let Ok(serde_json::Value::Object(m)) = serde_json::from_str::<serde_json::Value>(&json) {
                         if let Some(serde_json::Value::Array(a)) = m.get("argv") {
                             s.argv = a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect();
+                        }
+                        // The recorder's own note at the stream's end.
+                        if let Some(n) = m.get("invalid_ids").and_then(serde_json::Value::as_u64) {
+                            s.invalid_ids += n;
                         }
                     }
                 }
@@ -172,7 +186,7 @@ pub fn summarize<R: Read>(mut reader: TraceReader<R>) -> Result<TraceSummary, Tr
         *types.entry(name(id)).or_default() += n;
     }
     let mut processes: BTreeMap<u32, ProcessSummary> = BTreeMap::new();
-    let (mut dropped, mut malformed) = (0, 0);
+    let (mut dropped, mut malformed, mut invalid_ids) = (0, 0, 0);
     for s in streams.into_values() {
         let p = processes.entry(s.pid).or_insert_with(|| ProcessSummary {
             pid: s.pid,
@@ -190,6 +204,7 @@ pub fn summarize<R: Read>(mut reader: TraceReader<R>) -> Result<TraceSummary, Tr
         let (d, m) = s.end.as_ref().map(|e| (e.dropped, e.malformed)).unwrap_or((0, 0));
         dropped += d;
         malformed += m;
+        invalid_ids += s.invalid_ids;
         let mut thread_types = BTreeMap::new();
         for (id, n) in &s.types {
             *thread_types.entry(name(*id)).or_default() += n;
@@ -199,6 +214,7 @@ pub fn summarize<R: Read>(mut reader: TraceReader<R>) -> Result<TraceSummary, Tr
             events: s.events,
             dropped: d,
             malformed: m,
+            invalid_ids: s.invalid_ids,
             types: thread_types,
             exit,
         });
@@ -211,6 +227,7 @@ pub fn summarize<R: Read>(mut reader: TraceReader<R>) -> Result<TraceSummary, Tr
         types,
         dropped,
         malformed,
+        invalid_ids,
         truncated,
         processes: processes.into_values().collect(),
     })

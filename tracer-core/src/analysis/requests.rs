@@ -94,6 +94,9 @@ pub struct RequestReport {
     /// Slowest first, at most `limit`.
     pub requests: Vec<Request>,
     pub dropped: u64,
+    /// Hook events skipped because the app gave them invalid async ids.
+    #[serde(skip_serializing_if = "super::is_zero")]
+    pub invalid_ids: u64,
     pub truncated: bool,
 }
 
@@ -289,6 +292,7 @@ impl Requests {
             max_ms: lat.last().map_or(0.0, |&us| f64::from(us) / 1e3),
             requests: rows,
             dropped: cx.dropped,
+            invalid_ids: cx.invalid_ids,
             truncated: cx.truncated,
         }
     }

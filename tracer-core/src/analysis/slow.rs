@@ -67,6 +67,9 @@ pub struct SlowReport {
     /// neither `count` nor `blocked_ms`.
     pub unended: u64,
     pub dropped: u64,
+    /// Hook events skipped because the app gave them invalid async ids.
+    #[serde(skip_serializing_if = "super::is_zero")]
+    pub invalid_ids: u64,
     pub truncated: bool,
 }
 
@@ -153,6 +156,7 @@ impl Slow {
             callbacks,
             unended: self.unended_at_end + self.life.unended(),
             dropped: cx.dropped,
+            invalid_ids: cx.invalid_ids,
             truncated: cx.truncated,
         }
     }
