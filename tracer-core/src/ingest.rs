@@ -52,6 +52,7 @@ pub struct StreamDecoder {
     pending: Option<PendingString>,
     counts: HookCounts,
     malformed: u64,
+    invalid_ids: u64,
     first_error: Option<String>,
     exit: Option<ExitRecord>,
     unknown: Option<StringId>,
@@ -71,6 +72,7 @@ impl StreamDecoder {
             pending: None,
             counts: HookCounts::default(),
             malformed: 0,
+            invalid_ids: 0,
             first_error: None,
             exit: None,
             unknown: None,
@@ -86,6 +88,12 @@ impl StreamDecoder {
     /// Records skipped as malformed, and the first reason.
     pub fn malformed(&self) -> (u64, Option<&str>) {
         (self.malformed, self.first_error.as_deref())
+    }
+
+    /// Hook events skipped because the app gave them async ids Node would reject (see
+    /// [`app_invalid_id`]); not the agent's fault, so not malformed.
+    pub fn invalid_ids(&self) -> u64 {
+        self.invalid_ids
     }
 
     /// The writer's exit record, once seen.
@@ -145,6 +153,10 @@ impl StreamDecoder {
             }
             let rec = match decode(raw) {
                 Ok(r) => r,
+                Err(_) if app_invalid_id(raw) => {
+                    self.invalid_ids += 1;
+                    continue;
+                }
                 Err(e) => {
                     self.bad(e.to_string());
                     continue;
@@ -236,6 +248,28 @@ impl StreamDecoder {
         }
         Ok(())
     }
+}
+
+/// A hook record (init, before, after, destroy, promiseResolve) whose kind word is sound and
+/// whose id words are numbers, but not ids (negative, fractional, 2^53 or more): an app
+/// emitting ids of its own (`AsyncResource` with `triggerAsyncId: -1`, `emitInit(-1)`), which the
+/// agent wrote as it saw them.
+fn app_invalid_id(raw: &RawRecord) -> bool {
+    let word = |i: usize| {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&raw[i * 8..i * 8 + 8]);
+        f64::from_le_bytes(b)
+    };
+    let w0 = word(0);
+    if !((0.0..9_007_199_254_740_992.0).contains(&w0) && w0.fract() == 0.0) {
+        return false;
+    }
+    let words = match w0 as u64 & 15 {
+        1 => 3,
+        2..=5 => 1,
+        _ => return false,
+    };
+    (1..=words).all(|i| word(i).is_finite())
 }
 
 #[cfg(test)]

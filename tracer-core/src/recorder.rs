@@ -342,6 +342,11 @@ fn write_loop<W: Write>(rx: Receiver<Msg>, mut out: TraceWriter<W>, start_ns: u6
                         malformed += 1;
                     }
                     let counts = s.decoder.counts();
+                    let invalid = s.decoder.invalid_ids();
+                    if invalid > 0 {
+                        // Why a stream note: it needs no change of the trace format.
+                        out.stream_meta(s.id, &format!("{{\"invalid_ids\":{invalid}}}"))?;
+                    }
                     out.end_stream(&StreamEnd {
                         stream: s.id,
                         events: counts.total(),

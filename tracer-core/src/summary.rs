@@ -29,7 +29,11 @@ pub struct ThreadSummary {
     pub thread: u32,
     pub events: u64,
     pub dropped: u64,
+    /// Records the agent mangled (failed validation), skipped.
     pub malformed: u64,
+    /// Hook events whose async ids the app itself made invalid (an `AsyncResource` with
+    /// `triggerAsyncId: -1`, `emitInit` of -1 or 1.5), skipped: ids Node would reject.
+    pub invalid_ids: u64,
     /// Init count per resource type in this thread.
     pub types: BTreeMap<String, u64>,
     /// How the thread ended: `{"code": N}`, `{"signal": "SIGKILL"}`, `"vanished"`, `"running"`,
@@ -83,7 +87,11 @@ pub struct TraceSummary {
     /// Init count per resource type.
     pub types: BTreeMap<String, u64>,
     pub dropped: u64,
+    /// Records the agent mangled, skipped (see [`ThreadSummary::malformed`]).
     pub malformed: u64,
+    /// Events with invalid async ids from the app, skipped (see
+    /// [`ThreadSummary::invalid_ids`]).
+    pub invalid_ids: u64,
     pub truncated: bool,
     pub processes: Vec<ProcessSummary>,
 }
@@ -96,6 +104,7 @@ struct StreamAcc {
     exec_argv: Vec<String>,
     events: u64,
     types: BTreeMap<u32, u64>,
+    invalid_ids: u64,
     end: Option<crate::trace::StreamEnd>,
 }
 
@@ -147,6 +156,7 @@ pub fn summarize<R: Read>(mut reader: TraceReader<R>) -> Result<TraceSummary, Tr
                         exec_argv: Vec::new(),
                         events: 0,
                         types: BTreeMap::new(),
+                        invalid_ids: 0,
                         end: None,
                     },
                 );
@@ -154,14 +164,23 @@ pub fn summarize<R: Read>(mut reader: TraceReader<R>) -> Result<TraceSummary, Tr
             Item::StreamMeta { stream, json } => {
                 if let Some(s) = streams.get_mut(&stream) {
                     if let Ok(serde_json::Value::Object(m)) = serde_json::from_str::<serde_json::Value>(&json) {
+                        // The agent's metadata at the stream's start; the recorder's own note
+                        // (`invalid_ids`) at its end carries no argv and must not erase it.
                         let strings = |key: &str| match m.get(key) {
                             Some(serde_json::Value::Array(a)) => {
-                                a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect()
+                                Some(a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
                             }
-                            _ => Vec::new(),
+                            _ => None,
                         };
-                        s.argv = strings("argv");
-                        s.exec_argv = strings("execArgv");
+                        if let Some(argv) = strings("argv") {
+                            s.argv = argv;
+                        }
+                        if let Some(exec_argv) = strings("execArgv") {
+                            s.exec_argv = exec_argv;
+                        }
+                        if let Some(n) = m.get("invalid_ids").and_then(serde_json::Value::as_u64) {
+                            s.invalid_ids += n;
+                        }
                     }
                 }
             }
@@ -184,7 +203,7 @@ pub fn summarize<R: Read>(mut reader: TraceReader<R>) -> Result<TraceSummary, Tr
         *types.entry(name(id)).or_default() += n;
     }
     let mut processes: BTreeMap<u32, ProcessSummary> = BTreeMap::new();
-    let (mut dropped, mut malformed) = (0, 0);
+    let (mut dropped, mut malformed, mut invalid_ids) = (0, 0, 0);
     for s in streams.into_values() {
         let p = processes.entry(s.pid).or_insert_with(|| ProcessSummary {
             pid: s.pid,
@@ -204,6 +223,7 @@ pub fn summarize<R: Read>(mut reader: TraceReader<R>) -> Result<TraceSummary, Tr
         let (d, m) = s.end.as_ref().map(|e| (e.dropped, e.malformed)).unwrap_or((0, 0));
         dropped += d;
         malformed += m;
+        invalid_ids += s.invalid_ids;
         let mut thread_types = BTreeMap::new();
         for (id, n) in &s.types {
             *thread_types.entry(name(*id)).or_default() += n;
@@ -213,6 +233,7 @@ pub fn summarize<R: Read>(mut reader: TraceReader<R>) -> Result<TraceSummary, Tr
             events: s.events,
             dropped: d,
             malformed: m,
+            invalid_ids: s.invalid_ids,
             types: thread_types,
             exit,
         });
@@ -225,6 +246,7 @@ pub fn summarize<R: Read>(mut reader: TraceReader<R>) -> Result<TraceSummary, Tr
         types,
         dropped,
         malformed,
+        invalid_ids,
         truncated,
         processes: processes.into_values().collect(),
     })

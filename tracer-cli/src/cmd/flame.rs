@@ -46,6 +46,12 @@ pub(super) fn fold_trace(
     if folded.truncated {
         warn_truncated(trace, "graph");
     }
+    if folded.unended > 0 {
+        eprintln!(
+            "asynctrace: warning: {} callbacks with no recorded end (events dropped): their time is unknown and not in the graph",
+            folded.unended
+        );
+    }
     if folded.streams.is_empty() && (filter.pid.is_some() || filter.thread.is_some()) {
         bail!("no process or thread of {} matches --pid/--thread", trace.display());
     }

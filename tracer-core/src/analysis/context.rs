@@ -45,6 +45,9 @@ pub struct Context {
     pub truncated: bool,
     /// Events dropped by the agents, over all streams.
     pub dropped: u64,
+    /// Hook events skipped because the app gave them invalid async ids, over all streams
+    /// (the recorder notes them in a stream's metadata).
+    pub invalid_ids: u64,
     strings: Vec<String>,
     /// Per string id: the site of that string read as a stack (lazily computed).
     stack_site: Vec<u32>,
@@ -197,7 +200,13 @@ pub fn run<R: Read, P: Pass>(reader: &mut TraceReader<R>, pass: &mut P) -> Resul
                     desc.last_ns = desc.last_ns.max(ev.time_ns);
                 }
             }
-            Batch::Item(Item::StreamMeta { .. }) => {}
+            Batch::Item(Item::StreamMeta { json, .. }) => {
+                if json.contains("invalid_ids") {
+                    if let Ok(serde_json::Value::Object(m)) = serde_json::from_str(&json) {
+                        cx.invalid_ids += m.get("invalid_ids").and_then(serde_json::Value::as_u64).unwrap_or(0);
+                    }
+                }
+            }
             Batch::Item(Item::StreamEnd(end)) => {
                 cx.dropped += end.dropped;
                 let Some(desc) = cx.streams.get_mut(end.stream as usize) else {

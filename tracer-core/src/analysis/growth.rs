@@ -63,12 +63,25 @@ pub struct SiteSeries {
     pub chain: Vec<ChainLink>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct StreamClock {
     slice_ns: u64,
     next_ns: u64,
     slices: usize,
     sites: Vec<u32>,
+}
+
+impl Default for StreamClock {
+    // Why not derived: a clock with a zero slice never reaches `now`. Every clock, also one
+    // created for a lower stream while resizing for a higher one, starts with a real slice.
+    fn default() -> Self {
+        StreamClock {
+            slice_ns: FIRST_SLICE_NS,
+            next_ns: FIRST_SLICE_NS,
+            slices: 0,
+            sites: Vec::new(),
+        }
+    }
 }
 
 /// The per-site series of all streams.
@@ -117,12 +130,7 @@ impl Growth {
         if self.clocks.len() <= s {
             self.clocks.resize_with(s + 1, StreamClock::default);
         }
-        let c = &mut self.clocks[s];
-        if c.slice_ns == 0 {
-            c.slice_ns = FIRST_SLICE_NS;
-            c.next_ns = FIRST_SLICE_NS;
-        }
-        c
+        &mut self.clocks[s]
     }
 
     /// Closes the slices of `stream` that ended before `now`.
@@ -135,6 +143,8 @@ impl Growth {
         }
     }
 
+    /// Loops at most `MAX_SLICES` times per doubling of the slice, so at most about
+    /// 64 * `MAX_SLICES` times per call, whatever `now` is.
     fn close_slices(&mut self, stream: StreamId, now: u64) {
         let Some(c) = self.clocks.get_mut(stream as usize) else {
             return;
@@ -147,7 +157,7 @@ impl Growth {
                 }
             }
             c.slices += 1;
-            c.next_ns += c.slice_ns;
+            c.next_ns = c.next_ns.saturating_add(c.slice_ns);
             if c.slices >= MAX_SLICES {
                 for &i in &c.sites {
                     if let Some(s) = self.sites.get_mut(i as usize) {
@@ -161,8 +171,13 @@ impl Growth {
                 }
                 c.slices = c.slices.div_ceil(2);
                 // Why realign: the merged slices span twice the time from the stream's start.
-                c.slice_ns *= 2;
-                c.next_ns = c.slice_ns * c.slices as u64;
+                c.slice_ns = c.slice_ns.saturating_mul(2);
+                c.next_ns = c.slice_ns.saturating_mul(c.slices as u64);
+            }
+            // Why: the slices only double, so `now` is reached within 64 doublings of 128
+            // slices; at the end of the clock's range the last slice holds the rest.
+            if c.next_ns == u64::MAX {
+                break;
             }
         }
     }
@@ -251,5 +266,48 @@ mod tests {
         assert!(buckets(&[1, 2, 3]).is_none());
         let burst_at_the_end = [1, 1, 1, 1, 1, 1, 1, 1, 44, 100];
         assert!(!grew(&burst_at_the_end, rule), "a late burst rises in two buckets only");
+    }
+
+    /// Runs `f` on a thread and fails if it has not returned after a minute: a hang guard, so
+    /// that a regression fails instead of blocking the test run (not a speed check).
+    fn finishes<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(f());
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(60))
+            .expect("did not finish: the slice clock spins")
+    }
+
+    // See: "leaks never finishes" (a node --test run, a parent with two forked children).
+    #[test]
+    fn r10_a_clock_created_by_resizing_for_a_later_stream_advances() {
+        let g = finishes(|| {
+            let mut g = Growth::default();
+            // A site in stream 2 first: clocks 0 and 1 are created by the resize.
+            let i = g.site((2, 1, 0), None, 0, 5, Vec::new);
+            g.add(i);
+            g.tick(0, 5_500_000);
+            g.tick(1, 3_000_000);
+            g.tick(2, 20_000_000);
+            g
+        });
+        assert_eq!(g.clocks[0].slices, 5);
+        assert_eq!(g.clocks[1].slices, 3);
+        assert_eq!(g.clocks[2].slices, 20);
+        assert_eq!(g.sites[0].samples.len(), 20);
+    }
+
+    #[test]
+    fn a_clock_reaches_any_timestamp_in_bounded_steps() {
+        let g = finishes(|| {
+            let mut g = Growth::default();
+            let i = g.site((0, 1, 0), None, 0, 5, Vec::new);
+            g.add(i);
+            g.tick(0, 1 << 62);
+            g.tick(0, u64::MAX);
+            g
+        });
+        assert!(g.sites[0].samples.len() <= MAX_SLICES);
     }
 }

@@ -115,6 +115,9 @@ pub struct LeakReport {
     /// Inside their callback when the stream ended (the exit happened there).
     pub running_at_exit: u64,
     pub dropped: u64,
+    /// Hook events skipped because the app gave them invalid async ids.
+    #[serde(skip_serializing_if = "super::is_zero")]
+    pub invalid_ids: u64,
     pub truncated: bool,
 }
 
@@ -269,6 +272,7 @@ impl Leaks {
             other_alive,
             running_at_exit: self.running,
             dropped: cx.dropped,
+            invalid_ids: cx.invalid_ids,
             truncated: cx.truncated,
         }
     }

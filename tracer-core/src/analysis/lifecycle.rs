@@ -120,6 +120,7 @@ pub struct Lifecycle<X = ()> {
     /// Direct-mapped by key hash: a destroyed resource stays findable until another one
     /// lands in its slot.
     tombs: Vec<Option<Tomb>>,
+    unended: u64,
 }
 
 impl<X: Default> Default for Lifecycle<X> {
@@ -136,6 +137,7 @@ impl<X: Default> Lifecycle<X> {
         Lifecycle {
             live: FxMap::default(),
             tombs: vec![None; n],
+            unended: 0,
         }
     }
 
@@ -167,7 +169,14 @@ impl<X: Default> Lifecycle<X> {
             }
             EventKind::Before => match self.live.get_mut(&key) {
                 Some(res) => {
-                    let wait_ns = t.saturating_sub(res.idle_since_ns);
+                    // A callback of a resource already in one: the previous one's `after` was
+                    // lost (dropped), so neither its sync time nor this wait is known.
+                    let wait_ns = if res.before_ns.is_some() {
+                        self.unended += 1;
+                        0
+                    } else {
+                        t.saturating_sub(res.idle_since_ns)
+                    };
                     res.wait_ns += wait_ns;
                     res.callbacks += 1;
                     res.before_ns = Some(t);
@@ -239,6 +248,12 @@ impl<X: Default> Lifecycle<X> {
 
     pub fn get_mut(&mut self, key: Key) -> Option<&mut Resource<X>> {
         self.live.get_mut(&key)
+    }
+
+    /// Callbacks with no recorded end: a resource started another callback while one was
+    /// still open (its `after` was dropped). Their sync time is unknown and counted nowhere.
+    pub fn unended(&self) -> u64 {
+        self.unended
     }
 
     /// Number of live resources.

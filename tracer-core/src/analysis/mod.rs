@@ -66,6 +66,12 @@ pub use requests::{Request, RequestOptions, RequestReport, Requests, Segment};
 pub use slow::{Slow, SlowCallback, SlowOptions, SlowReport};
 pub use tree::{Tree, TreeNode, TreeOptions, TreeReport, TreeStream};
 
+/// For `skip_serializing_if`: counts of what went wrong are left out of JSON when zero.
+#[allow(clippy::trivially_copy_pass_by_ref)]
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 /// Async ids below this are not resources: 0 is "no context" and 1 the bootstrap's
 /// execution context. A trigger below it makes a resource a root.
 pub const FIRST_RESOURCE_ID: u64 = 2;

@@ -63,7 +63,7 @@ pub fn write_tree_text(out: &mut impl Write, r: &TreeReport) -> io::Result<()> {
             write_node(out, n, 1)?;
         }
     }
-    footer(out, r.dropped, r.truncated)
+    footer(out, r.dropped, r.invalid_ids, r.truncated)
 }
 
 fn write_node(out: &mut impl Write, n: &TreeNode, depth: usize) -> io::Result<()> {
@@ -195,13 +195,15 @@ pub fn write_leaks_text(out: &mut impl Write, r: &LeakReport, o: &TextOptions) -
             "(settled promises not yet collected and work cut short by the exit are not leaks; --all lists them)"
         )?;
     }
-    footer(out, r.dropped, r.truncated)
+    footer(out, r.dropped, r.invalid_ids, r.truncated)
 }
 
 pub fn write_slow_text(out: &mut impl Write, r: &SlowReport) -> io::Result<()> {
     if r.count == 0 {
         writeln!(out, "no callback ran longer than {:.1} ms", r.threshold_ms)?;
-        return footer(out, r.dropped, r.truncated);
+        unended(out, r.unended)?;
+
+        return footer(out, r.dropped, r.invalid_ids, r.truncated);
     }
     writeln!(
         out,
@@ -241,7 +243,20 @@ pub fn write_slow_text(out: &mut impl Write, r: &SlowReport) -> io::Result<()> {
         }
         writeln!(out)?;
     }
-    footer(out, r.dropped, r.truncated)
+    unended(out, r.unended)?;
+    footer(out, r.dropped, r.invalid_ids, r.truncated)
+}
+
+/// Callbacks whose end was lost: said, never guessed.
+fn unended(out: &mut impl Write, n: u64) -> io::Result<()> {
+    if n > 0 {
+        writeln!(
+            out,
+            "{} with no recorded end (events dropped): their time is unknown and not counted",
+            plural(n, "callback", "callbacks")
+        )?;
+    }
+    Ok(())
 }
 
 pub fn write_requests_text(out: &mut impl Write, r: &RequestReport) -> io::Result<()> {
@@ -250,7 +265,7 @@ pub fn write_requests_text(out: &mut impl Write, r: &RequestReport) -> io::Resul
             out,
             "no incoming HTTP requests (HTTPINCOMINGMESSAGE resources) in the trace"
         )?;
-        return footer(out, r.dropped, r.truncated);
+        return footer(out, r.dropped, r.invalid_ids, r.truncated);
     }
     writeln!(
         out,
@@ -302,14 +317,21 @@ pub fn write_requests_text(out: &mut impl Write, r: &RequestReport) -> io::Resul
             r.count as usize - r.requests.len()
         )?;
     }
-    footer(out, r.dropped, r.truncated)
+    footer(out, r.dropped, r.invalid_ids, r.truncated)
 }
 
-fn footer(out: &mut impl Write, dropped: u64, truncated: bool) -> io::Result<()> {
+fn footer(out: &mut impl Write, dropped: u64, invalid_ids: u64, truncated: bool) -> io::Result<()> {
     if dropped > 0 {
         writeln!(
             out,
             "warning: the agent dropped {dropped} events (ring full); lifetimes and counts may be off"
+        )?;
+    }
+    if invalid_ids > 0 {
+        writeln!(
+            out,
+            "warning: {} with invalid async ids from the app (ids Node itself would reject), skipped",
+            plural(invalid_ids, "event", "events")
         )?;
     }
     if truncated {

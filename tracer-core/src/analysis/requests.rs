@@ -36,6 +36,9 @@ use std::hash::Hasher;
 /// Slowest segments kept per request.
 pub const SEGMENTS: usize = 3;
 const NONE: u32 = u32::MAX;
+/// Callbacks of members open at once per thread before the oldest is given up (its `after`
+/// was dropped); real nesting is a few levels deep.
+const MAX_ACTIVE: usize = 256;
 /// Direct-mapped cache of destroyed members, so late children still find their request.
 const TOMBS: usize = 1 << 14;
 
@@ -91,6 +94,9 @@ pub struct RequestReport {
     /// Slowest first, at most `limit`.
     pub requests: Vec<Request>,
     pub dropped: u64,
+    /// Hook events skipped because the app gave them invalid async ids.
+    #[serde(skip_serializing_if = "super::is_zero")]
+    pub invalid_ids: u64,
     pub truncated: bool,
 }
 
@@ -286,6 +292,7 @@ impl Requests {
             max_ms: lat.last().map_or(0.0, |&us| f64::from(us) / 1e3),
             requests: rows,
             dropped: cx.dropped,
+            invalid_ids: cx.invalid_ids,
             truncated: cx.truncated,
         }
     }
@@ -371,7 +378,13 @@ impl Pass for Requests {
         match self.life.apply(ev) {
             Step::Before { res, wait_ns } if res.data.slot != NONE => {
                 let (m, idle, type_name, stack) = (res.data, res.idle_since_ns, res.type_name, res.stack);
-                self.active(stream).push((ev.id, m));
+                let active = self.active(stream);
+                if active.len() >= MAX_ACTIVE {
+                    // The oldest never ended (its `after` was dropped): forget it, so that
+                    // memory and the search below stay bounded.
+                    active.remove(0);
+                }
+                active.push((ev.id, m));
                 let Some(a) = self.acc(m) else { return };
                 let start = *a.start_ns.get_or_insert(t);
                 let wait = if idle >= start {

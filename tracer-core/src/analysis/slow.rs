@@ -2,7 +2,10 @@
 //!
 //! Keeps the `limit` longest in a heap, so memory is bounded whatever the trace. A callback
 //! still running when its stream ended (the app called `process.exit` inside it) counts up
-//! to the stream's last event and is marked unfinished.
+//! to the stream's last event and is marked unfinished, unless the agent dropped events in
+//! that stream: then its `after` may just have been lost, its sync time is unknown, and it
+//! is counted in [`SlowReport::unended`] instead of as blocking time (as are callbacks
+//! followed by another callback of the same resource without an `after` between them).
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -60,7 +63,13 @@ pub struct SlowReport {
     /// blocked, per thread).
     pub blocked_ms: f64,
     pub callbacks: Vec<SlowCallback>,
+    /// Callbacks with no recorded end (events dropped): their sync time is unknown and in
+    /// neither `count` nor `blocked_ms`.
+    pub unended: u64,
     pub dropped: u64,
+    /// Hook events skipped because the app gave them invalid async ids.
+    #[serde(skip_serializing_if = "super::is_zero")]
+    pub invalid_ids: u64,
     pub truncated: bool,
 }
 
@@ -85,6 +94,8 @@ pub struct Slow {
     top: BinaryHeap<Reverse<Entry>>,
     count: u64,
     blocked_ns: u64,
+    /// Open at the end of a stream that dropped events.
+    unended_at_end: u64,
 }
 
 impl Slow {
@@ -95,6 +106,7 @@ impl Slow {
             top: BinaryHeap::new(),
             count: 0,
             blocked_ns: 0,
+            unended_at_end: 0,
         }
     }
 
@@ -142,7 +154,9 @@ impl Slow {
             count: self.count,
             blocked_ms: super::ms(self.blocked_ns),
             callbacks,
+            unended: self.unended_at_end + self.life.unended(),
             dropped: cx.dropped,
+            invalid_ids: cx.invalid_ids,
             truncated: cx.truncated,
         }
     }
@@ -168,7 +182,8 @@ impl Pass for Slow {
         }
     }
 
-    fn stream_end(&mut self, _cx: &mut Context, stream: StreamId, end_ns: u64) {
+    fn stream_end(&mut self, cx: &mut Context, stream: StreamId, end_ns: u64) {
+        let lossy = cx.stream(stream).dropped > 0;
         let mut open = Vec::new();
         self.life.drain_stream(stream, |(_, id), res| {
             if let Some(start) = res.before_ns {
@@ -184,6 +199,10 @@ impl Pass for Slow {
                 });
             }
         });
+        if lossy {
+            self.unended_at_end += open.len() as u64;
+            return;
+        }
         for e in open {
             self.offer(e);
         }

@@ -138,11 +138,16 @@ impl<W: Write> Synth<W> {
     }
 
     pub fn end_stream(&mut self, stream: StreamId, events: u64) -> io::Result<()> {
+        self.end_stream_dropped(stream, events, 0)
+    }
+
+    /// Ends a stream whose agent dropped `dropped` events.
+    pub fn end_stream_dropped(&mut self, stream: StreamId, events: u64, dropped: u64) -> io::Result<()> {
         self.release(Some(stream))?;
         self.w.end_stream(&StreamEnd {
             stream,
             events,
-            dropped: 0,
+            dropped,
             malformed: 0,
             ending: Ending::Exited { code: 0 },
         })

@@ -344,3 +344,47 @@ fn a_closed_request_frees_its_slot_and_late_promise_callbacks_do_not_leak_into_t
         .collect();
     assert_eq!(got, vec![("GET /a", 1.0), ("GET /b", 0.5)]);
 }
+
+// See: `slow` on a trace with heavy drops printed "653675.7 ms blocked" for a 1 s run: callbacks
+// whose `after` was dropped counted as blocking up to the end of the run.
+#[test]
+fn r7_callbacks_with_no_recorded_end_are_counted_not_timed() {
+    let trace = |dropped: u64| {
+        let mut s = Synth::in_memory();
+        let st = s.stream(1, 0).unwrap();
+        for i in 0..100 {
+            // 100 timers whose `after` was lost.
+            s.init(st, 1.0, 10 + i, "Timeout", 1, Some("app.js:5:1")).unwrap();
+            s.before(st, 2.0 + i as f64, 10 + i).unwrap();
+        }
+        // An interval whose first `after` was lost, then a real 20 ms callback.
+        s.init(st, 1.0, 2, "Timeout", 1, Some("app.js:9:1")).unwrap();
+        s.before(st, 300.0, 2).unwrap();
+        s.callback(st, 500.0, 2, 20.0).unwrap();
+        s.callback(st, 999.0, 3, 0.1).unwrap();
+        s.end_stream_dropped(st, 0, dropped).unwrap();
+        s.finish().unwrap()
+    };
+    let mut pass = Slow::new(SlowOptions::default());
+    let mut cx = analyse(&trace(500), &mut pass);
+    let r = pass.finish(&mut cx);
+    assert_eq!(r.count, 1, "{r:?}");
+    assert_eq!(r.blocked_ms, 20.0);
+    assert_eq!(r.unended, 101);
+    let mut text = Vec::new();
+    write_slow_text(&mut text, &r).unwrap();
+    let text = String::from_utf8(text).unwrap();
+    assert!(
+        text.contains("101 callbacks with no recorded end (events dropped)"),
+        "{text}"
+    );
+    // Without drops, callbacks open at the end are what ran `process.exit`: unfinished, timed.
+    let mut pass = Slow::new(SlowOptions::default());
+    let mut cx = analyse(&trace(0), &mut pass);
+    let r = pass.finish(&mut cx);
+    assert_eq!(r.unended, 1, "the interval's lost after is still seen");
+    assert_eq!(
+        r.callbacks.iter().filter(|c| !c.finished).count(),
+        20.min(r.callbacks.len())
+    );
+}

@@ -96,6 +96,9 @@ pub struct TreeReport {
     pub root: Option<u64>,
     pub streams: Vec<TreeStream>,
     pub dropped: u64,
+    /// Hook events skipped because the app gave them invalid async ids.
+    #[serde(skip_serializing_if = "super::is_zero")]
+    pub invalid_ids: u64,
     pub truncated: bool,
 }
 
@@ -296,6 +299,7 @@ impl Tree {
             root: self.opts.root,
             streams,
             dropped: cx.dropped,
+            invalid_ids: cx.invalid_ids,
             truncated: cx.truncated,
         }
     }

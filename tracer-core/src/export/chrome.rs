@@ -22,12 +22,20 @@ use super::input::{pump, Handler, Input};
 use super::json::{push_u64, push_us, quote};
 use crate::trace::{Event, EventKind, StreamId, TraceReader};
 
+/// Callbacks open at once per thread before the oldest is given up as having no recorded end
+/// (its `after` was dropped); real nesting is a few levels deep.
+const MAX_OPEN: usize = 256;
+/// Nested slices held back at most; past this they are written out of order (a callback whose
+/// `after` was lost would otherwise hold back every later slice of its thread).
+const MAX_PENDING: usize = 4096;
+
 /// Options of [`write_chrome`].
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]
 pub struct ChromeOptions {
-    /// Which processes and threads to export. The time window is not applied: slices are
-    /// exported whole.
+    /// Which processes, threads and time window to export. Slices that overlap the window
+    /// are exported whole: callbacks that ran in it, resources alive during it (with their
+    /// trigger arrows when both ends are in it).
     pub filter: Filter,
 }
 
@@ -51,6 +59,7 @@ pub fn write_chrome<R: Read, W: Write>(
 ) -> Result<ChromeStats, ExportError> {
     let mut w = Chrome {
         out,
+        filter: opts.filter.clone(),
         buf: Vec::with_capacity(256),
         streams: Vec::new(),
         types: FxMap::default(),
@@ -70,11 +79,14 @@ pub fn write_chrome<R: Read, W: Write>(
 }
 
 struct Res {
+    init_ns: u64,
     frame: FrameId,
     /// Type name (the `cat` of its slice).
     type_name: u32,
     /// Whether a `b` was written (not for resources seen without their init).
     sliced: bool,
+    /// Created before the time window: its `b` is written if it lives into the window.
+    deferred: bool,
     /// Init time, when it happened inside a callback and no flow was written yet.
     flow_from: Option<u64>,
 }
@@ -106,10 +118,13 @@ struct StreamState {
     id_prefix: Vec<u8>,
     /// `,"pid":P,"tid":T`.
     track: Vec<u8>,
+    /// An event at or after the window's start was seen (deferred slices were opened).
+    entered: bool,
 }
 
 struct Chrome<W: Write> {
     out: W,
+    filter: Filter,
     buf: Vec<u8>,
     streams: Vec<Option<StreamState>>,
     /// Type names as JSON string literals, by string id.
@@ -142,7 +157,14 @@ impl<W: Write> Chrome<W> {
             let Some(mut st) = self.streams[stream].take() else {
                 continue;
             };
-            let end = input.slot(stream as StreamId).map_or(input.last_ns, |s| s.last_ns);
+            let slot = input.slot(stream as StreamId);
+            let end = slot.map_or(input.last_ns, |s| s.last_ns);
+            if slot.is_some_and(|s| s.dropped > 0) {
+                // Where events were dropped, a callback open at the end may just have lost
+                // its `after`: its duration is unknown, so it gets no slice.
+                st.open.clear();
+                self.flush_pending(input, &mut st)?;
+            }
             while let Some(o) = st.open.pop() {
                 self.close(input, &mut st, o, end)?;
             }
@@ -171,9 +193,16 @@ impl<W: Write> Chrome<W> {
         };
         if !st.open.is_empty() {
             st.pending.push(p);
+            if st.pending.len() >= MAX_PENDING {
+                self.flush_pending(input, st)?;
+            }
             return Ok(());
         }
         self.slice(input, st, &p)?;
+        self.flush_pending(input, st)
+    }
+
+    fn flush_pending(&mut self, input: &Input, st: &mut StreamState) -> std::io::Result<()> {
         if !st.pending.is_empty() {
             let mut pending = std::mem::take(&mut st.pending);
             pending.sort_by_key(|p| (p.start, p.depth));
@@ -187,6 +216,11 @@ impl<W: Write> Chrome<W> {
     }
 
     fn slice(&mut self, input: &Input, st: &StreamState, p: &Pending) -> std::io::Result<()> {
+        let end = p.start.saturating_add(p.dur);
+        let outside = self.filter.to_ns.is_some_and(|to| p.start >= to) || self.filter.from_ns.is_some_and(|f| end < f);
+        if outside {
+            return Ok(());
+        }
         let b = &mut self.buf;
         b.clear();
         b.extend_from_slice(b"{\"ph\":\"X\",\"cat\":\"callback\",\"name\":");
@@ -245,8 +279,61 @@ impl<W: Write> Chrome<W> {
         Ok(())
     }
 
+    /// Writes the `b` of a resource's async slice.
+    #[allow(clippy::too_many_arguments)]
+    fn begin(
+        &mut self,
+        input: &Input,
+        st: &StreamState,
+        id: u64,
+        frame: FrameId,
+        type_name: u32,
+        t: u64,
+        trigger: u64,
+        exec: u64,
+    ) -> std::io::Result<()> {
+        let b = &mut self.buf;
+        b.clear();
+        b.extend_from_slice(b"{\"ph\":\"b\",\"cat\":");
+        b.extend_from_slice(type_json(&mut self.types, input, type_name));
+        b.extend_from_slice(b",\"name\":");
+        b.extend_from_slice(frame_json(input, frame));
+        push_id(b, st, id);
+        b.extend_from_slice(&st.track);
+        b.extend_from_slice(b",\"ts\":");
+        push_us(b, t);
+        b.extend_from_slice(b",\"args\":{\"asyncId\":");
+        push_u64(b, id);
+        b.extend_from_slice(b",\"trigger\":");
+        push_u64(b, trigger);
+        b.extend_from_slice(b",\"exec\":");
+        push_u64(b, exec);
+        b.extend_from_slice(b"}}");
+        self.emit()
+    }
+
+    /// The first event of a stream inside the window: opens the slices of the resources
+    /// created before it and still alive.
+    fn enter_window(&mut self, input: &Input, st: &mut StreamState) -> std::io::Result<()> {
+        st.entered = true;
+        let mut ids: Vec<u64> = st.live.iter().filter(|(_, r)| r.deferred).map(|(&id, _)| id).collect();
+        ids.sort_unstable();
+        for id in ids {
+            let Some(r) = st.live.get_mut(&id) else { continue };
+            r.deferred = false;
+            r.sliced = true;
+            let (frame, ty, init) = (r.frame, r.type_name, r.init_ns);
+            // Trigger and exec are not kept per resource; 0 says "not known here".
+            self.begin(input, st, id, frame, ty, init, 0, 0)?;
+        }
+        Ok(())
+    }
+
     fn event(&mut self, input: &mut Input, st: &mut StreamState, ev: &Event) -> std::io::Result<()> {
         let t = ev.time_ns;
+        if !st.entered && self.filter.from_ns.map_or(true, |f| t >= f) {
+            self.enter_window(input, st)?;
+        }
         match ev.kind {
             EventKind::Init {
                 type_name,
@@ -260,45 +347,53 @@ impl<W: Write> Chrome<W> {
                         self.async_end(input, st, ev.id, old.frame, old.type_name, t)?;
                     }
                 }
-                let b = &mut self.buf;
-                b.clear();
-                b.extend_from_slice(b"{\"ph\":\"b\",\"cat\":");
-                b.extend_from_slice(type_json(&mut self.types, input, type_name));
-                b.extend_from_slice(b",\"name\":");
-                b.extend_from_slice(frame_json(input, frame));
-                push_id(b, st, ev.id);
-                b.extend_from_slice(&st.track);
-                b.extend_from_slice(b",\"ts\":");
-                push_us(b, t);
-                b.extend_from_slice(b",\"args\":{\"asyncId\":");
-                push_u64(b, ev.id);
-                b.extend_from_slice(b",\"trigger\":");
-                push_u64(b, trigger);
-                b.extend_from_slice(b",\"exec\":");
-                push_u64(b, exec);
-                b.extend_from_slice(b"}}");
-                self.emit()?;
+                let before_window = self.filter.from_ns.is_some_and(|f| t < f);
+                if before_window || !self.filter.contains(t) {
+                    st.live.insert(
+                        ev.id,
+                        Res {
+                            init_ns: t,
+                            frame,
+                            type_name,
+                            sliced: false,
+                            deferred: before_window,
+                            flow_from: None,
+                        },
+                    );
+                    return Ok(());
+                }
+                self.begin(input, st, ev.id, frame, type_name, t, trigger, exec)?;
                 let flow_from = (!st.open.is_empty()).then_some(t);
                 st.live.insert(
                     ev.id,
                     Res {
+                        init_ns: t,
                         frame,
                         type_name,
                         sliced: true,
+                        deferred: false,
                         flow_from,
                     },
                 );
             }
             EventKind::Before => {
                 let res = st.live.entry(ev.id).or_insert_with(|| Res {
+                    init_ns: t,
                     frame: input.frames.named("(no init)"),
                     type_name: u32::MAX,
                     sliced: false,
+                    deferred: false,
                     flow_from: None,
                 });
                 let frame = res.frame;
                 if let Some(from) = res.flow_from.take() {
-                    self.flow(st, ev.id, from, t)?;
+                    if self.filter.contains(t) {
+                        self.flow(st, ev.id, from, t)?;
+                    }
+                }
+                if st.open.len() >= MAX_OPEN {
+                    // The oldest never ended: no slice for it (its duration is unknown).
+                    st.open.remove(0);
                 }
                 st.open.push(Open {
                     id: ev.id,

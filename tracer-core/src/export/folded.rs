@@ -2,12 +2,22 @@
 //!
 //! The per-resource lifecycle tracking here is private and minimal (path, wait start, open
 //! callbacks); it does only what weighting needs.
+//!
+//! Paths are interned as a parent-pointer tree, and kept bounded whatever the trigger chains:
+//! - a resource whose frame repeats a frame of its parent's path (an `await` loop, a
+//!   `setImmediate` hop chain, a retry loop) takes that ancestor's path: a loop is one frame,
+//!   as `tree` folds it into one `(loop)` group;
+//! - a path deeper than [`MAX_DEPTH`] frames (the stream's own frame included) keeps its
+//!   first `MAX_DEPTH - 1`, then a `...` frame, then the resource's own frame.
+//!
+//! So the paths, and the length of every folded line, grow with the distinct sites of the app,
+//! not with the length of its chains: a consumer looping for minutes is a handful of stacks.
 
 use std::io::{self, Read, Write};
 
 use super::error::ExportError;
 use super::filter::Filter;
-use super::frames::{FrameId, FrameInfo};
+use super::frames::{FrameId, FrameInfo, Frames};
 use super::hash::FxMap;
 use super::input::{pump, Handler, Input};
 use crate::trace::{Event, EventKind, StreamId, StreamInfo, TraceReader};
@@ -62,6 +72,13 @@ pub struct FoldOptions {
 
 /// Index of a path: a frame under a parent path.
 pub type PathId = u32;
+/// Frames in a path (the stream's own frame included) before the middle is cut to `...`.
+pub const MAX_DEPTH: usize = 128;
+/// The frame that stands for the cut middle of a path deeper than [`MAX_DEPTH`].
+pub const ELLIPSIS: &str = "...";
+/// Callbacks open at once per thread before the oldest is given up as having no recorded end
+/// (its `after` was dropped). Real nesting is a few levels deep.
+const MAX_OPEN: usize = 256;
 const NO_PATH: PathId = PathId::MAX;
 const NO_TIME: u64 = u64::MAX;
 
@@ -87,6 +104,9 @@ pub struct Folded {
     pub streams: Vec<StreamInfo>,
     /// Events read from the selected streams.
     pub events: u64,
+    /// Callbacks with no recorded end (their `after` was dropped): their time is unknown and
+    /// weighs nothing.
+    pub unended: u64,
     /// The trace ended without its end marker; this is its complete prefix.
     pub truncated: bool,
 }
@@ -107,28 +127,36 @@ impl Folded {
     /// Folded lines, `a;b;c <weight>`. The stream's frame (`pid N`) leads each stack only
     /// when more than one stream was selected.
     pub fn lines(&self) -> Vec<String> {
-        let skip = usize::from(self.streams.len() <= 1);
+        let mut line = String::new();
         self.stacks
             .iter()
             .map(|s| {
-                let mut line = String::new();
-                for (i, f) in self.frames_of(s.path).into_iter().skip(skip).enumerate() {
-                    if i > 0 {
-                        line.push(';');
-                    }
-                    line.push_str(self.frames.get(f as usize).map_or("", |i| i.name.as_str()));
-                }
-                line.push(' ');
-                line.push_str(&s.weight.to_string());
-                line
+                self.line_into(&mut line, s);
+                line.clone()
             })
             .collect()
     }
 
-    /// Writes [`lines`](Self::lines), one per line.
+    fn line_into(&self, line: &mut String, s: &Stack) {
+        let skip = usize::from(self.streams.len() <= 1);
+        line.clear();
+        for (i, f) in self.frames_of(s.path).into_iter().skip(skip).enumerate() {
+            if i > 0 {
+                line.push(';');
+            }
+            line.push_str(self.frames.get(f as usize).map_or("", |i| i.name.as_str()));
+        }
+        line.push(' ');
+        line.push_str(&s.weight.to_string());
+    }
+
+    /// Writes [`lines`](Self::lines), one per line, one at a time (a flame chart of millions
+    /// of callbacks is gigabytes of text; it is never held whole).
     pub fn write_lines(&self, mut out: impl Write) -> io::Result<()> {
-        for l in self.lines() {
-            writeln!(out, "{l}")?;
+        let mut line = String::new();
+        for s in &self.stacks {
+            self.line_into(&mut line, s);
+            writeln!(out, "{line}")?;
         }
         out.flush()
     }
@@ -144,6 +172,8 @@ pub fn fold<R: Read>(mut reader: TraceReader<R>, opts: &FoldOptions) -> Result<F
     let mut f = Folder {
         opts: opts.clone(),
         paths: Vec::new(),
+        depths: Vec::new(),
+        ellipsis: None,
         path_ids: FxMap::default(),
         weights: Vec::new(),
         timeline: Vec::new(),
@@ -151,15 +181,24 @@ pub fn fold<R: Read>(mut reader: TraceReader<R>, opts: &FoldOptions) -> Result<F
     };
     let mut input = Input::default();
     let truncated = pump(&mut reader, &opts.filter, &mut input, &mut f)?;
-    // Callbacks still running when their stream ended (process.exit inside a callback).
+    // Callbacks still running when their stream ended: process.exit inside a callback, or,
+    // where the agent dropped events, callbacks whose `after` was lost. Only in the first
+    // case is the time up to the stream's end known to be theirs.
+    let mut unended = 0;
     for stream in 0..f.streams.len() {
         let Some(mut st) = f.streams[stream].take() else {
             continue;
         };
-        let end = input.slot(stream as StreamId).map_or(input.last_ns, |s| s.last_ns);
+        let slot = input.slot(stream as StreamId);
+        let end = slot.map_or(input.last_ns, |s| s.last_ns);
+        if slot.is_some_and(|s| s.dropped > 0) {
+            st.unended += st.open.len() as u64;
+            st.open.clear();
+        }
         while !st.open.is_empty() {
             f.close_top(&mut st, stream as StreamId, end);
         }
+        unended += st.unended;
     }
     let unit = |ns: u64| match opts.weight {
         Weight::Count => ns,
@@ -208,6 +247,7 @@ pub fn fold<R: Read>(mut reader: TraceReader<R>, opts: &FoldOptions) -> Result<F
             .map(|s| s.info.clone())
             .collect(),
         events: input.events,
+        unended,
         truncated,
     };
     if !opts.time_order {
@@ -241,6 +281,8 @@ struct Open {
 struct StreamState {
     live: FxMap<u64, Res>,
     open: Vec<Open>,
+    /// Callbacks given up as having no recorded end.
+    unended: u64,
     root: PathId,
     no_init: PathId,
 }
@@ -255,6 +297,10 @@ struct Stretch {
 struct Folder {
     opts: FoldOptions,
     paths: Vec<(PathId, FrameId)>,
+    /// Per path: its frames, the stream's own included.
+    depths: Vec<u32>,
+    /// The `...` frame, once a path needed it.
+    ellipsis: Option<FrameId>,
     path_ids: FxMap<(PathId, FrameId), PathId>,
     /// Per path, in ns (count: resources).
     weights: Vec<u64>,
@@ -263,14 +309,48 @@ struct Folder {
 }
 
 impl Folder {
+    /// The path of `frame` under `parent` (see the module docs for loops and depth).
     #[inline]
-    fn path(&mut self, parent: PathId, frame: FrameId) -> PathId {
-        let next = self.paths.len() as PathId;
-        let id = *self.path_ids.entry((parent, frame)).or_insert(next);
-        if id == next {
-            self.paths.push((parent, frame));
-            self.weights.push(0);
+    fn path(&mut self, frames: &mut Frames, parent: PathId, frame: FrameId) -> PathId {
+        if let Some(&id) = self.path_ids.get(&(parent, frame)) {
+            return id;
         }
+        let id = self.new_path(frames, parent, frame);
+        // Why cache folded results too: the ancestor walk then runs once per distinct
+        // (parent, frame), not once per resource.
+        self.path_ids.insert((parent, frame), id);
+        id
+    }
+
+    fn new_path(&mut self, frames: &mut Frames, parent: PathId, frame: FrameId) -> PathId {
+        // A loop: the frame already on the path (below the stream's own frame).
+        let mut p = parent;
+        while let Some(&(up, f)) = self.paths.get(p as usize) {
+            if up == NO_PATH {
+                break;
+            }
+            if f == frame {
+                return p;
+            }
+            p = up;
+        }
+        let depth = self.depths.get(parent as usize).map_or(1, |d| d + 1) as usize;
+        if depth >= MAX_DEPTH {
+            let ellipsis = *self.ellipsis.get_or_insert_with(|| frames.named(ELLIPSIS));
+            if frame != ellipsis && depth != MAX_DEPTH + 1 {
+                let cut = if depth == MAX_DEPTH {
+                    self.path(frames, parent, ellipsis)
+                } else {
+                    // `parent` is the last frame under the `...`: this frame replaces it.
+                    self.paths.get(parent as usize).map_or(parent, |&(up, _)| up)
+                };
+                return self.path(frames, cut, frame);
+            }
+        }
+        let id = self.paths.len() as PathId;
+        self.paths.push((parent, frame));
+        self.depths.push(depth as u32);
+        self.weights.push(0);
         id
     }
 
@@ -330,7 +410,7 @@ impl Folder {
             } => {
                 let frame = input.frames.resource(&input.strings, type_name, stack);
                 let parent = st.live.get(&trigger).map_or(st.root, |r| r.path);
-                let path = self.path(parent, frame);
+                let path = self.path(&mut input.frames, parent, frame);
                 st.live.insert(ev.id, Res { path, wait_from: t });
                 if self.opts.weight == Weight::Count && self.opts.filter.contains(t) {
                     self.add(stream, path, 1, t);
@@ -345,6 +425,11 @@ impl Folder {
                 if self.opts.weight == Weight::Async && from != NO_TIME {
                     let w = self.opts.filter.clip(from, t);
                     self.add(stream, path, w, from);
+                }
+                if st.open.len() >= MAX_OPEN {
+                    // The oldest never ended; its time is unknown, so it weighs nothing.
+                    st.open.remove(0);
+                    st.unended += 1;
                 }
                 st.open.push(Open {
                     id: ev.id,
@@ -385,9 +470,9 @@ impl Handler for Folder {
         let Some(root_frame) = input.slot(stream).map(|s| s.root) else {
             return Ok(());
         };
-        let root = self.path(NO_PATH, root_frame);
+        let root = self.path(&mut input.frames, NO_PATH, root_frame);
         let no_init_frame = input.frames.named("(no init)");
-        let no_init = self.path(root, no_init_frame);
+        let no_init = self.path(&mut input.frames, root, no_init_frame);
         let i = stream as usize;
         if self.streams.len() <= i {
             self.streams.resize_with(i + 1, || None);
@@ -395,6 +480,7 @@ impl Handler for Folder {
         self.streams[i] = Some(StreamState {
             live: FxMap::default(),
             open: Vec::new(),
+            unended: 0,
             root,
             no_init,
         });

@@ -18,6 +18,8 @@ pub(crate) struct StreamSlot {
     pub(crate) root: FrameId,
     /// Time of its last event, ns.
     pub(crate) last_ns: u64,
+    /// Events the agent dropped in it (known once it ended).
+    pub(crate) dropped: u64,
 }
 
 /// State the reading loop keeps for the handlers.
@@ -110,6 +112,7 @@ pub(crate) fn pump<R: Read>(
                         argv: Vec::new(),
                         root,
                         last_ns: 0,
+                        dropped: 0,
                     });
                 }
                 let slot = StreamSlot {
@@ -118,6 +121,7 @@ pub(crate) fn pump<R: Read>(
                     argv: Vec::new(),
                     root,
                     last_ns: 0,
+                    dropped: 0,
                 };
                 if i < input.streams.len() {
                     input.streams[i] = slot;
@@ -141,7 +145,12 @@ pub(crate) fn pump<R: Read>(
                     h.stream_meta(input, stream)?;
                 }
             }
-            Batch::Item(Item::Event(_) | Item::StreamEnd(_)) => {}
+            Batch::Item(Item::StreamEnd(end)) => {
+                if let Some(slot) = input.streams.get_mut(end.stream as usize) {
+                    slot.dropped = end.dropped;
+                }
+            }
+            Batch::Item(Item::Event(_)) => {}
         }
     }
     Ok(reader.truncated())

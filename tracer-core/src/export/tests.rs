@@ -205,3 +205,72 @@ impl std::io::Write for CountingSink {
         Ok(())
     }
 }
+
+fn fold_bytes(bytes: &[u8], weight: Weight) -> Folded {
+    let opts = FoldOptions {
+        weight,
+        ..Default::default()
+    };
+    fold(TraceReader::new(bytes).unwrap(), &opts).unwrap()
+}
+
+/// A chain of `n` promises, each triggered by the previous, their sites cycling through
+/// `sites`, each with one 1 µs callback.
+fn chain(n: u64, sites: &[String]) -> Vec<u8> {
+    let mut t = crate::analysis::synth::Synth::in_memory();
+    let s = t.stream(1, 0).unwrap();
+    for i in 0..n {
+        let ms = i as f64 * 0.01;
+        let id = i + 2;
+        let site = &sites[(i as usize) % sites.len()];
+        t.init(s, ms, id, "PROMISE", if i == 0 { 1 } else { id - 1 }, Some(site))
+            .unwrap();
+        t.callback(s, ms + 0.002, id, 0.001).unwrap();
+    }
+    t.end_stream(s, 0).unwrap();
+    t.finish().unwrap()
+}
+
+// See: flame and the folded/speedscope exports needed memory in the square of the chain length
+// (an `await` loop: every resource stored its whole path).
+#[test]
+fn r11_an_await_loop_folds_into_a_few_stacks() {
+    let sites = ["app.js:10:5".to_owned(), "app.js:11:9".to_owned()];
+    // Small enough that the old quadratic code fails the asserts rather than the machine.
+    let n = 5_000;
+    let f = fold_bytes(&chain(n, &sites), Weight::Count);
+    assert_eq!(f.total(), n, "every resource counted once");
+    let lines = f.lines();
+    assert!(lines.len() <= 2, "{lines:?}");
+    assert!(lines.iter().all(|l| l.matches(';').count() <= 1), "{lines:?}");
+}
+
+#[test]
+fn r11_a_chain_deeper_than_the_cap_is_cut_with_an_ellipsis() {
+    let sites: Vec<String> = (0..1000).map(|i| format!("app.js:{i}:1")).collect();
+    let f = fold_bytes(&chain(3000, &sites), Weight::Count);
+    assert_eq!(f.total(), 3000);
+    let lines = f.lines();
+    let deepest = lines.iter().map(|l| l.split(';').count()).max().unwrap();
+    // The stream's frame is not printed for a single stream: MAX_DEPTH - 1 frames, `...`, leaf.
+    assert_eq!(deepest, folded::MAX_DEPTH);
+    assert!(lines.iter().any(|l| l.contains(";...;")), "the cut is shown");
+    // Past the cap the chain cycles through its 1000 sites: each is one stack under the cut.
+    assert!(lines.len() <= 1000 + folded::MAX_DEPTH, "{}", lines.len());
+}
+
+// See: flame's sync weight counted a callback whose `after` was dropped up to the end of the run.
+#[test]
+fn r7_a_callback_with_no_recorded_end_weighs_nothing() {
+    let mut t = crate::analysis::synth::Synth::in_memory();
+    let s = t.stream(1, 0).unwrap();
+    t.init(s, 0.0, 2, "Timeout", 1, Some("app.js:1:1")).unwrap();
+    t.init(s, 0.0, 3, "Timeout", 1, Some("app.js:2:1")).unwrap();
+    t.before(s, 1.0, 2).unwrap(); // its after was dropped
+    t.callback(s, 5.0, 3, 2.0).unwrap();
+    t.callback(s, 900.0, 3, 1.0).unwrap();
+    t.end_stream_dropped(s, 0, 1).unwrap();
+    let f = fold_bytes(&t.finish().unwrap(), Weight::Sync);
+    assert_eq!(f.unended, 1);
+    assert_eq!(f.lines(), vec!["Timeout app.js:2:1 3000".to_owned()]);
+}
