@@ -145,7 +145,7 @@ fn build(streams: u8, steps: &[Step], dropped: &[u64]) -> (Vec<u8>, u64) {
     };
     let pick = |made: &Vec<u64>, x: u16| -> u64 {
         // Mostly a resource of this stream, sometimes an id never created.
-        if made.is_empty() || x % 7 == 0 {
+        if made.is_empty() || x.is_multiple_of(7) {
             u64::from(x) + 1_000_000
         } else {
             made[x as usize % made.len()]

@@ -26,7 +26,7 @@ pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
             if counted.bytes > large_bytes()? {
                 // Why say it: a few seconds of a busy server is a file of a gigabyte, which
                 // Perfetto may not open; the way to a smaller one is a narrower selection.
-                eprintln!(
+                say!(
                     "asynctrace: wrote {:.1} MB of Chrome trace events ({} events); to export less, select a time window \
                      (--from-ms/--to-ms), a process (--pid) or a thread (--thread)",
                     counted.bytes as f64 / 1e6,

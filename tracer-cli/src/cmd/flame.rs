@@ -47,7 +47,7 @@ pub(super) fn fold_trace(
         warn_truncated(trace, "graph");
     }
     if folded.unended > 0 {
-        eprintln!(
+        say!(
             "asynctrace: warning: {} callbacks with no recorded end (events dropped): their time is unknown and not in the graph",
             folded.unended
         );

@@ -69,7 +69,7 @@ impl<W: Write> Synth<W> {
             return Ok(());
         };
         let (mut out, keep): (Vec<Event>, Vec<Event>) =
-            held.drain(..).partition(|e| stream.map_or(true, |s| s == e.stream));
+            held.drain(..).partition(|e| stream.is_none_or(|s| s == e.stream));
         *held = keep;
         out.sort_by_key(|e| (e.stream, e.time_ns));
         for e in &out {
@@ -227,7 +227,7 @@ pub fn http_server_workload<W: Write>(out: W, events: u64, seed: u64) -> io::Res
             gc.push(p);
             n += 3;
         }
-        if req_no % 1000 == 0 {
+        if req_no.is_multiple_of(1000) {
             s.init(st, t, id, "Timeout", msg, Some("cache\tserver.js:30:5"))?;
             id += 1;
             n += 1;

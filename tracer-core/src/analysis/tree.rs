@@ -190,8 +190,8 @@ impl Tree {
             self.orphans.resize(s + 1, 0);
         }
         let d = cx.stream(stream);
-        let selected = self.opts.pid.map_or(true, |p| p == d.pid) && self.opts.thread.map_or(true, |t| t == d.thread);
-        let selected = selected && self.root_stream.map_or(true, |r| r == stream);
+        let selected = self.opts.pid.is_none_or(|p| p == d.pid) && self.opts.thread.is_none_or(|t| t == d.thread);
+        let selected = selected && self.root_stream.is_none_or(|r| r == stream);
         let r = if selected {
             if self.opts.root.is_some() {
                 self.root_stream = Some(stream);

@@ -331,7 +331,7 @@ impl<W: Write> Chrome<W> {
 
     fn event(&mut self, input: &mut Input, st: &mut StreamState, ev: &Event) -> std::io::Result<()> {
         let t = ev.time_ns;
-        if !st.entered && self.filter.from_ns.map_or(true, |f| t >= f) {
+        if !st.entered && self.filter.from_ns.is_none_or(|f| t >= f) {
             self.enter_window(input, st)?;
         }
         match ev.kind {

@@ -20,7 +20,7 @@ pub struct Filter {
 impl Filter {
     /// Whether events of this stream are exported.
     pub fn selects(&self, info: &StreamInfo) -> bool {
-        self.pid.map_or(true, |p| p == info.pid) && self.thread.map_or(true, |t| t == info.thread)
+        self.pid.is_none_or(|p| p == info.pid) && self.thread.is_none_or(|t| t == info.thread)
     }
 
     /// The part of `[start, end)` inside the window, in ns.
@@ -34,6 +34,6 @@ impl Filter {
     /// Whether the instant `t` is inside the window.
     #[inline]
     pub(crate) fn contains(&self, t: u64) -> bool {
-        self.from_ns.map_or(true, |f| t >= f) && self.to_ns.map_or(true, |e| t < e)
+        self.from_ns.is_none_or(|f| t >= f) && self.to_ns.is_none_or(|e| t < e)
     }
 }

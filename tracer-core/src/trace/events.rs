@@ -101,7 +101,7 @@ impl EventEncoder {
             TIME_NS
         } else if dt == self.tick {
             TIME_TICK
-        } else if dt % self.tick == 0 {
+        } else if dt.is_multiple_of(self.tick) {
             TIME_TICKS
         } else {
             TIME_NS
