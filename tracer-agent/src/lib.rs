@@ -78,6 +78,23 @@ pub fn monotonic_now() -> f64 {
 /// The smallest ring the agent falls back to when shared memory is short.
 const MIN_CAPACITY: u32 = 1024;
 
+/// How often the smallest ring is tried again when space ran out (2 ms apart, at thread start).
+const FLOOR_RETRIES: u32 = 5;
+
+/// The largest power of two up to `capacity` (and at least [`MIN_CAPACITY`]) whose ring takes
+/// at most half of the space free in `dir`, leaving room for threads that start later.
+fn fitting_capacity(dir: &str, capacity: u32) -> u32 {
+    let Ok(st) = rustix::fs::statvfs(dir) else {
+        return capacity;
+    };
+    let free = st.f_bavail.saturating_mul(st.f_frsize);
+    let mut want = capacity;
+    while want > MIN_CAPACITY && header::ring_bytes(want) as u64 > free / 2 {
+        want /= 2;
+    }
+    want
+}
+
 /// Creates this thread's ring with `capacity` records, or, when the file system has no room
 /// for it, the largest smaller power of two that fits (down to [`MIN_CAPACITY`]). The
 /// JavaScript side reads the capacity it got from the buffer's length.
@@ -101,11 +118,20 @@ fn create_ring(
         node_version,
         start_ns: monotonic_ns(),
     };
-    let mut want = capacity;
+    // Start from what the file system has free: threads starting together each try in turn,
+    // and a failing reservation holds its pages until it is undone, so oversized attempts by
+    // one thread can starve another's smallest ring.
+    let mut want = fitting_capacity(dir, capacity);
+    let mut retries = 0;
     let ring = loop {
         match shm::create(Path::new(dir), want, &info) {
             Ok(r) => break r,
             Err(e) if shm::is_out_of_space(&e) && want / 2 >= MIN_CAPACITY => want /= 2,
+            // The last room may be held for a moment by another thread's failing attempt.
+            Err(e) if shm::is_out_of_space(&e) && retries < FLOOR_RETRIES => {
+                retries += 1;
+                std::thread::sleep(Duration::from_millis(2));
+            }
             Err(e) if shm::is_out_of_space(&e) => {
                 return Err(err(format!("no room in {dir} for a ring of {want} records")))
             }
