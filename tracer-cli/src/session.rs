@@ -193,11 +193,25 @@ fn sweep_stale(base: &Path) {
             continue;
         }
         let path = entry.path();
+        // An older asynctrace's session (its preload inside, no lock) can only be judged by the
+        // pid in its name: removing it while its recorder runs would crash every node it starts.
+        if is_session && path.join("agent.js").exists() && recorder_pid_alive(name) {
+            continue;
+        }
         let Ok(dir) = File::open(&path) else { continue };
         if rustix::fs::flock(&dir, FlockOperation::NonBlockingLockExclusive).is_ok() {
             let _ = std::fs::remove_dir_all(&path);
         }
     }
+}
+
+/// Whether the pid in a session's name (`asynctrace-<pid>-<nonce>`) is running in our namespace.
+fn recorder_pid_alive(name: &str) -> bool {
+    name.strip_prefix("asynctrace-")
+        .and_then(|rest| rest.split('-').next())
+        .and_then(|pid| pid.parse::<i32>().ok())
+        .and_then(rustix::process::Pid::from_raw)
+        .is_some_and(|pid| rustix::process::test_kill_process(pid).is_ok())
 }
 
 /// Writes the preload into the per-user directory under a name derived from its contents,
