@@ -214,12 +214,7 @@ fn staged_fallback_records_the_same_counts() {
 fn the_app_runs_untraced_when_the_agent_cannot_start() {
     let scratch = Scratch::new("no-addon");
     let trace = scratch.path("t.bin");
-    let out = Command::new(asynctrace())
-        .arg("record")
-        .arg("-o")
-        .arg(&trace)
-        .arg("--")
-        .arg(node())
+    let out = record_node(&trace)
         .arg(fixture("exit-code.js"))
         .arg("5")
         .env("ASYNCTRACE_ADDON", fixture("timers.js")) // a file, but not an addon

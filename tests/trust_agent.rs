@@ -190,16 +190,7 @@ fn recorded_env(scratch: &Scratch) -> Value {
         "require('fs').writeFileSync({:?}, JSON.stringify(process.env))",
         env_file.to_str().unwrap()
     );
-    let out = Command::new(asynctrace())
-        .arg("record")
-        .arg("-o")
-        .arg(&trace)
-        .arg("--")
-        .arg(node())
-        .arg("-e")
-        .arg(&script)
-        .output()
-        .unwrap();
+    let out = record_node(&trace).arg("-e").arg(&script).output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     serde_json::from_slice(&std::fs::read(&env_file).unwrap()).unwrap()
 }
@@ -413,16 +404,7 @@ fs.writeFileSync({out:?}, JSON.stringify({{
 }}));"#,
         out = modes.to_str().unwrap()
     );
-    let out = Command::new(asynctrace())
-        .arg("record")
-        .arg("-o")
-        .arg(&trace)
-        .arg("--")
-        .arg(node())
-        .arg("-e")
-        .arg(&script)
-        .output()
-        .unwrap();
+    let out = record_node(&trace).arg("-e").arg(&script).output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     let m: Value = serde_json::from_slice(&std::fs::read(&modes).unwrap()).unwrap();
     assert_eq!(m["session"], 0o700, "{m}");
@@ -479,12 +461,7 @@ fn r4_the_permission_model_runs_the_app_traced_if_allowed_else_untraced() {
     let scratch = Scratch::new("permission");
     for extra in [None, Some("--allow-addons")] {
         let trace = scratch.path("t.bin");
-        let out = Command::new(asynctrace())
-            .arg("record")
-            .arg("-o")
-            .arg(&trace)
-            .arg("--")
-            .arg(node())
+        let out = record_node(&trace)
             .arg(flag)
             .arg(&allow)
             .args(extra)

@@ -216,12 +216,7 @@ fn r13_record_to_a_fifo_without_a_reader_is_refused_before_the_app_runs() {
     let fifo = s.path("out.fifo");
     mkfifo(&fifo);
     let marker = s.path("ran");
-    let child = Command::new(asynctrace())
-        .arg("record")
-        .arg("-o")
-        .arg(&fifo)
-        .arg("--")
-        .arg(node())
+    let child = record_node(&fifo)
         .arg("-e")
         .arg("require('fs').writeFileSync(process.argv[1], '')")
         .arg(&marker)
@@ -240,12 +235,7 @@ fn r13_record_to_a_fifo_without_a_reader_is_refused_before_the_app_runs() {
 fn r14_record_keeps_the_app_status_when_stderr_is_a_closed_pipe() {
     let s = Scratch::new("record-closed-stderr");
     let trace = s.path("t.bin");
-    let out = Command::new(asynctrace())
-        .arg("record")
-        .arg("-o")
-        .arg(&trace)
-        .arg("--")
-        .arg(node())
+    let out = record_node(&trace)
         .arg(fixture("exit-code.js"))
         .arg("3")
         .current_dir(root())
@@ -347,12 +337,7 @@ fn r15_a_killed_recorder_leaves_a_partial_trace_that_every_command_reads() {
     let keep = s.path("keep.bin");
     std::fs::write(&keep, b"the previous trace").unwrap();
     let partial = s.path("keep.bin.partial");
-    let mut recorder = Command::new(asynctrace())
-        .arg("record")
-        .arg("-o")
-        .arg(&keep)
-        .arg("--")
-        .arg(node())
+    let mut recorder = record_node(&keep)
         .arg(fixture("spin.js"))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -444,12 +429,7 @@ fn r17_info_shows_node_options_such_as_an_eval_script() {
     let s = Scratch::new("execargv");
     let trace = s.path("t.bin");
     let script = "setTimeout(() => {}, 1) // watchdog";
-    let out = Command::new(asynctrace())
-        .arg("record")
-        .arg("-o")
-        .arg(&trace)
-        .arg("--")
-        .arg(node())
+    let out = record_node(&trace)
         .args(["--no-warnings", "-e", script])
         .output()
         .unwrap();

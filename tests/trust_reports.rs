@@ -76,12 +76,7 @@ fn every_report_finishes(trace: &Path) {
 
 fn record_cmd(scratch: &Scratch, node_args: &[&str]) -> PathBuf {
     let trace = scratch.path("t.bin");
-    let out = Command::new(asynctrace())
-        .arg("record")
-        .arg("-o")
-        .arg(&trace)
-        .arg("--")
-        .arg(node())
+    let out = record_node(&trace)
         .args(node_args)
         .current_dir(root())
         .output()

@@ -205,3 +205,10 @@ pub fn full_and_truncated(scratch: &Scratch) -> (PathBuf, PathBuf) {
     std::fs::write(&cut, &bytes[..bytes.len() * 2 / 3]).unwrap();
     (full, cut)
 }
+
+/// `asynctrace record -o <trace> -- node`, ready for node's own arguments.
+pub fn record_node(trace: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut cmd = Command::new(asynctrace());
+    cmd.args(["record", "-o"]).arg(trace).args(["--"]).arg(node());
+    cmd
+}
