@@ -97,6 +97,7 @@
     const META = 8;
     const EXIT = 9;
     const LABEL = 10;
+    const NOTE = 11;
     const B = 1048576;
 
     // Type names get ids 1..65535 (they travel in the 16-bit field a); other strings start above.
@@ -468,6 +469,26 @@
     }
 
     const executionAsyncId = asyncHooks.executionAsyncId;
+
+    // Writes a note (codes: tracer-core/src/trace/model.rs, `notes`) about resource `id` (0: the
+    // thread as a whole), with operands a and b (non-negative integers below 2^53) and an
+    // optional text. Outside the hot path: a note may define its text first.
+    function note(code, id, a, b, text) {
+      let sid = 0;
+      if (text !== undefined) {
+        sid = nextStringId++;
+        if (!room(2) || !defineString(sid, text)) return false;
+      }
+      const t = now();
+      if (t !== lastClock && room(1)) {
+        lastClock = t;
+        put(CLOCK, t, 0, 0);
+      }
+      if (!room(1)) return false;
+      put(NOTE + code * 16 + sid * B, id, a, b);
+      publish();
+      return true;
+    }
     // Never throw into the app; and an event a hook saw is recorded or counted as dropped, so
     // every catch below that may have lost its event counts it (`lost`).
     function lost() {
@@ -520,7 +541,8 @@
       },
       promiseResolve(id) {
         try {
-          event(PROMISE_RESOLVE, id, 0, 0, -1);
+          // Who settled it: the wait-cause analyses blame a promise's wait on this resource.
+          event(PROMISE_RESOLVE, id, executionAsyncId(), 0, -1);
         } catch (_) {
           lost();
         }

@@ -90,7 +90,7 @@ fn chain<W: std::io::Write>(
             stack,
         };
         ev(w, s, t, id, init)?;
-        ev(w, s, t + 500, id, EventKind::PromiseResolve)?;
+        ev(w, s, t + 500, id, EventKind::PromiseResolve { by: 0 })?;
         ev(w, s, t + 1_000, id, EventKind::Before)?;
         ev(w, s, t + 1_500, id, EventKind::After)?;
         events += 4;

@@ -199,9 +199,9 @@ impl StreamDecoder {
                     self.counts.destroy += 1;
                     (id, EventKind::Destroy)
                 }
-                Record::PromiseResolve { id } => {
+                Record::PromiseResolve { id, by } => {
                     self.counts.promise_resolve += 1;
-                    (id, EventKind::PromiseResolve)
+                    (id, EventKind::PromiseResolve { by })
                 }
                 Record::Label { id, string_id } => (
                     id,
@@ -209,6 +209,20 @@ impl StreamDecoder {
                         text: self.string(string_id, out),
                     },
                 ),
+                Record::Note {
+                    id,
+                    code,
+                    string_id,
+                    a,
+                    b,
+                } => {
+                    let text = if string_id == 0 {
+                        None
+                    } else {
+                        Some(self.string(string_id, out))
+                    };
+                    (id, EventKind::Note { code, a, b, text })
+                }
                 Record::Clock { ns } => {
                     // Times never run backwards within a stream, whatever the ring says.
                     self.time_ns = self.time_ns.max(ns.saturating_sub(self.start_ns));

@@ -10,19 +10,24 @@
 //! | kind | a | b | w1 | w2 | w3 |
 //! |---|---|---|---|---|---|
 //! | `Init` | type string id | stack string id (0: none) | async id | trigger id | execution id |
-//! | `Before`, `After`, `Destroy`, `PromiseResolve` | | | async id | | |
+//! | `Before`, `After`, `Destroy` | | | async id | | |
+//! | `PromiseResolve` | | | async id | `executionAsyncId()` (0: unknown) | |
 //! | `Clock` | | | monotonic ns | | |
 //! | `String` | | string id | byte length | | |
 //! | `Meta` | | string id of a JSON object | | | |
 //! | `Exit` | | | exit code | hook events seen | hook events dropped |
 //! | `Label` | | string id | async id | | |
+//! | `Note` | note code | string id (0: none) | async id (0: none) | a | b |
 //!
 //! A `String` record is followed by `ceil(len / 32)` raw records holding the UTF-8 bytes.
 //! Everything here comes from another process, so [`decode`] checks every field.
 
 /// Version of the record layout. Bump when a kind, a field or the packing of word 0 changes;
 /// the ring header carries it and the reader refuses rings of another version.
-pub const RECORD_FORMAT_VERSION: u32 = 1;
+///
+/// - 1: the first layout.
+/// - 2: `PromiseResolve` carries the resolving context, and `Note` records.
+pub const RECORD_FORMAT_VERSION: u32 = 2;
 
 /// Size of one record in bytes.
 pub const RECORD_SIZE: usize = 32;
@@ -57,6 +62,8 @@ pub enum RecordKind {
     Exit = 9,
     /// Attaches a label (for example `GET /users`) to a resource.
     Label = 10,
+    /// A fact beyond the hooks (see `trace::notes` for the codes).
+    Note = 11,
 }
 
 impl RecordKind {
@@ -72,6 +79,7 @@ impl RecordKind {
             8 => Self::Meta,
             9 => Self::Exit,
             10 => Self::Label,
+            11 => Self::Note,
             _ => return None,
         })
     }
@@ -98,6 +106,7 @@ pub enum Record {
     },
     PromiseResolve {
         id: u64,
+        by: u64,
     },
     Clock {
         ns: u64,
@@ -118,6 +127,13 @@ pub enum Record {
     Label {
         id: u64,
         string_id: u64,
+    },
+    Note {
+        id: u64,
+        code: u32,
+        string_id: u64,
+        a: u64,
+        b: u64,
     },
 }
 
@@ -192,7 +208,7 @@ pub fn decode(raw: &RawRecord) -> Result<Record, DecodeError> {
         RecordKind::Before => Record::Before { id: w(1)? },
         RecordKind::After => Record::After { id: w(1)? },
         RecordKind::Destroy => Record::Destroy { id: w(1)? },
-        RecordKind::PromiseResolve => Record::PromiseResolve { id: w(1)? },
+        RecordKind::PromiseResolve => Record::PromiseResolve { id: w(1)?, by: w(2)? },
         RecordKind::Clock => Record::Clock { ns: w(1)? },
         RecordKind::String => {
             let len = w(1)?;
@@ -210,6 +226,13 @@ pub fn decode(raw: &RawRecord) -> Result<Record, DecodeError> {
         RecordKind::Label => Record::Label {
             id: w(1)?,
             string_id: b,
+        },
+        RecordKind::Note => Record::Note {
+            id: w(1)?,
+            code: a,
+            string_id: b,
+            a: w(2)?,
+            b: w(3)?,
         },
     })
 }
@@ -232,7 +255,7 @@ pub fn encode(rec: &Record) -> RawRecord {
         Record::Before { id } => (pack(RecordKind::Before, 0, 0), id as f64, 0.0, 0.0),
         Record::After { id } => (pack(RecordKind::After, 0, 0), id as f64, 0.0, 0.0),
         Record::Destroy { id } => (pack(RecordKind::Destroy, 0, 0), id as f64, 0.0, 0.0),
-        Record::PromiseResolve { id } => (pack(RecordKind::PromiseResolve, 0, 0), id as f64, 0.0, 0.0),
+        Record::PromiseResolve { id, by } => (pack(RecordKind::PromiseResolve, 0, 0), id as f64, by as f64, 0.0),
         Record::Clock { ns } => (pack(RecordKind::Clock, 0, 0), ns as f64, 0.0, 0.0),
         Record::String { id, len } => (pack(RecordKind::String, 0, id), len as f64, 0.0, 0.0),
         Record::Meta { string_id } => (pack(RecordKind::Meta, 0, string_id), 0.0, 0.0, 0.0),
@@ -240,6 +263,13 @@ pub fn encode(rec: &Record) -> RawRecord {
             (pack(RecordKind::Exit, 0, 0), code as f64, seen as f64, dropped as f64)
         }
         Record::Label { id, string_id } => (pack(RecordKind::Label, 0, string_id), id as f64, 0.0, 0.0),
+        Record::Note {
+            id,
+            code,
+            string_id,
+            a,
+            b,
+        } => (pack(RecordKind::Note, code, string_id), id as f64, a as f64, b as f64),
     };
     let mut out = [0u8; RECORD_SIZE];
     for (i, w) in [w0, w1, w2, w3].into_iter().enumerate() {
@@ -276,12 +306,19 @@ mod tests {
             id().prop_map(|id| Record::Before { id }),
             id().prop_map(|id| Record::After { id }),
             id().prop_map(|id| Record::Destroy { id }),
-            id().prop_map(|id| Record::PromiseResolve { id }),
+            (id(), id()).prop_map(|(id, by)| Record::PromiseResolve { id, by }),
             id().prop_map(|ns| Record::Clock { ns }),
             (0u64..(1 << 33), 0u32..(MAX_STRING_LEN as u32)).prop_map(|(id, len)| Record::String { id, len }),
             (0u64..(1 << 33)).prop_map(|string_id| Record::Meta { string_id }),
             (-1000i64..1000, id(), id()).prop_map(|(code, seen, dropped)| Record::Exit { code, seen, dropped }),
             (id(), 0u64..(1 << 33)).prop_map(|(id, string_id)| Record::Label { id, string_id }),
+            (id(), 0u32..(1 << 16), 0u64..(1 << 33), id(), id()).prop_map(|(id, code, string_id, a, b)| Record::Note {
+                id,
+                code,
+                string_id,
+                a,
+                b
+            }),
         ]
     }
 

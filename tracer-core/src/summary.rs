@@ -131,8 +131,8 @@ pub fn summarize<R: Read>(mut reader: TraceReader<R>) -> Result<TraceSummary, Tr
                     EventKind::Before => events.before += 1,
                     EventKind::After => events.after += 1,
                     EventKind::Destroy => events.destroy += 1,
-                    EventKind::PromiseResolve => events.promise_resolve += 1,
-                    EventKind::Label { .. } => continue,
+                    EventKind::PromiseResolve { .. } => events.promise_resolve += 1,
+                    EventKind::Label { .. } | EventKind::Note { .. } => continue,
                 }
                 if let Some(s) = streams.get_mut(&ev.stream) {
                     s.events += 1;

@@ -195,7 +195,13 @@ fn build(streams: u8, steps: &[Step], dropped: &[u64]) -> (Vec<u8>, u64) {
                 let id = if x % 5 == 0 { next[s] } else { pick(&made[s], x) };
                 put(&mut w, s, t, id, EventKind::Destroy)
             }
-            Op::Resolve(x) => put(&mut w, s, t, pick(&made[s], x), EventKind::PromiseResolve),
+            Op::Resolve(x) => put(
+                &mut w,
+                s,
+                t,
+                pick(&made[s], x),
+                EventKind::PromiseResolve { by: u64::from(x) },
+            ),
             Op::Loop { n, sites: k, destroy } => {
                 let mut prev = made[s].last().copied().unwrap_or(1);
                 let mut tt = t;
@@ -215,7 +221,7 @@ fn build(streams: u8, steps: &[Step], dropped: &[u64]) -> (Vec<u8>, u64) {
                             stack: Some(sites[(i % u64::from(k)) as usize]),
                         },
                     );
-                    put(&mut w, s, tt + 500, id, EventKind::PromiseResolve);
+                    put(&mut w, s, tt + 500, id, EventKind::PromiseResolve { by: 0 });
                     put(&mut w, s, tt + 1_000, id, EventKind::Before);
                     put(&mut w, s, tt + 1_500, id, EventKind::After);
                     if destroy && i >= 100 {

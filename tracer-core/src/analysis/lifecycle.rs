@@ -37,6 +37,9 @@ pub struct Resource<X = ()> {
     /// Sum of the async waits before its callbacks.
     pub wait_ns: u64,
     pub resolve_ns: Option<u64>,
+    /// The resource whose callback settled this promise (`executionAsyncId()` at its first
+    /// promiseResolve); 0 when not recorded or settled outside any callback.
+    pub resolved_by: u64,
     /// The last label the agent attached (e.g. `GET /users/7`).
     pub label: Option<StringId>,
     pub data: X,
@@ -60,6 +63,8 @@ pub enum Step<'a, X> {
     },
     Resolve(&'a mut Resource<X>),
     Label(&'a mut Resource<X>),
+    /// A note of the agent's (see `trace::notes`): the pass reads it from the event.
+    Note,
     /// The resource was destroyed; it is no longer tracked.
     Destroy(Resource<X>),
     /// An event of an id whose init is not in the trace (created before the hook was
@@ -196,9 +201,12 @@ impl<X: Default> Lifecycle<X> {
                 },
                 None => Step::Unknown,
             },
-            EventKind::PromiseResolve => match self.live.get_mut(&key) {
+            EventKind::PromiseResolve { by } => match self.live.get_mut(&key) {
                 Some(res) => {
-                    res.resolve_ns.get_or_insert(t);
+                    if res.resolve_ns.is_none() {
+                        res.resolve_ns = Some(t);
+                        res.resolved_by = by;
+                    }
                     Step::Resolve(res)
                 }
                 None => Step::Unknown,
@@ -210,6 +218,7 @@ impl<X: Default> Lifecycle<X> {
                 }
                 None => Step::Unknown,
             },
+            EventKind::Note { .. } => Step::Note,
             EventKind::Destroy => match self.live.remove(&key) {
                 Some(res) => {
                     self.bury(key, &res);

@@ -129,7 +129,7 @@ impl<W: Write> Synth<W> {
     }
 
     pub fn resolve(&mut self, s: StreamId, ms: f64, id: u64) -> io::Result<()> {
-        self.ev(s, ms, id, EventKind::PromiseResolve)
+        self.ev(s, ms, id, EventKind::PromiseResolve { by: 0 })
     }
 
     pub fn label(&mut self, s: StreamId, ms: f64, id: u64, text: &str) -> io::Result<()> {

@@ -417,7 +417,7 @@ impl<W: Write> Chrome<W> {
                     }
                 }
             }
-            EventKind::PromiseResolve | EventKind::Label { .. } => {}
+            EventKind::PromiseResolve { .. } | EventKind::Label { .. } | EventKind::Note { .. } => {}
         }
         Ok(())
     }

@@ -449,7 +449,7 @@ impl Folder {
             EventKind::Destroy => {
                 st.live.remove(&ev.id);
             }
-            EventKind::PromiseResolve | EventKind::Label { .. } => {}
+            EventKind::PromiseResolve { .. } | EventKind::Label { .. } | EventKind::Note { .. } => {}
         }
     }
 }

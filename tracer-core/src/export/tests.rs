@@ -113,7 +113,7 @@ fn generate(path: &std::path::Path, n: u64) {
             parent = id;
         }
         for &id in &chain {
-            ev(&mut w, t, id, EventKind::PromiseResolve);
+            ev(&mut w, t, id, EventKind::PromiseResolve { by: 0 });
             ev(&mut w, t, id, EventKind::Before);
             t += 50_000 * rng.below(2);
             ev(&mut w, t, id, EventKind::After);

@@ -7,13 +7,14 @@
 //!
 //! | bits | meaning |
 //! |---|---|
-//! | 0-2 | kind: 0 init, 1 before, 2 after, 3 destroy, 4 promiseResolve, 5 label |
+//! | 0-2 | kind: 0 init, 1 before, 2 after, 3 destroy, 4 promiseResolve (by unknown), 5 label, 6 note, 7 promiseResolve by |
 //! | 3-4 | time: 0 same as previous, 1 previous + tick, 2 varint n follows (+ n * tick), 3 zigzag varint ns delta follows |
 //! | 5-7 | id: 0..=6 zigzag delta from the previous id inline, 7 zigzag varint delta follows |
 //!
 //! then the kind's operands: init has the type name id (varint), trigger as zigzag delta from
 //! the id, exec as zigzag delta from the trigger, and the stack (varint, 0 = none, else id + 1);
-//! label has the text id (varint).
+//! label has the text id (varint); note has the code, `a`, `b` (varints) and the text (varint,
+//! 0 = none, else id + 1); promiseResolve-by has `by` as a zigzag delta from the id.
 //!
 //! Why this shape: ids of consecutive events are usually within ±3 and the agent's clock ticks
 //! every ~50 µs, so most events repeat or advance the time by one tick. A before, after,
@@ -28,6 +29,8 @@ const KIND_AFTER: u8 = 2;
 const KIND_DESTROY: u8 = 3;
 const KIND_RESOLVE: u8 = 4;
 const KIND_LABEL: u8 = 5;
+const KIND_NOTE: u8 = 6;
+const KIND_RESOLVE_BY: u8 = 7;
 
 const TIME_SAME: u8 = 0;
 const TIME_TICK: u8 = 1;
@@ -44,7 +47,7 @@ const SIMPLE: [Option<EventKind>; 8] = [
     Some(EventKind::Before),
     Some(EventKind::After),
     Some(EventKind::Destroy),
-    Some(EventKind::PromiseResolve),
+    Some(EventKind::PromiseResolve { by: 0 }),
     None,
     None,
     None,
@@ -90,8 +93,10 @@ impl EventEncoder {
             EventKind::Before => (KIND_BEFORE, false),
             EventKind::After => (KIND_AFTER, false),
             EventKind::Destroy => (KIND_DESTROY, false),
-            EventKind::PromiseResolve => (KIND_RESOLVE, false),
+            EventKind::PromiseResolve { by: 0 } => (KIND_RESOLVE, false),
+            EventKind::PromiseResolve { .. } => (KIND_RESOLVE_BY, true),
             EventKind::Label { .. } => (KIND_LABEL, true),
+            EventKind::Note { .. } => (KIND_NOTE, true),
         };
         let dt = ev.time_ns.wrapping_sub(self.prev_time);
         let time_code = if dt == 0 {
@@ -135,6 +140,13 @@ impl EventEncoder {
                     put_u64(&mut self.buf, stack.map_or(0, |s| u64::from(s) + 1));
                 }
                 EventKind::Label { text } => put_u64(&mut self.buf, u64::from(text)),
+                EventKind::PromiseResolve { by } => put_u64(&mut self.buf, zigzag(by.wrapping_sub(ev.id) as i64)),
+                EventKind::Note { code, a, b, text } => {
+                    put_u64(&mut self.buf, u64::from(code));
+                    put_u64(&mut self.buf, a);
+                    put_u64(&mut self.buf, b);
+                    put_u64(&mut self.buf, text.map_or(0, |s| u64::from(s) + 1));
+                }
                 _ => {}
             }
         }
@@ -225,6 +237,19 @@ pub fn decode(payload: &[u8], out: &mut Vec<Event>) -> Result<StreamId, &'static
             KIND_LABEL => EventKind::Label {
                 text: cur.u32().ok_or("bad label text")?,
             },
+            KIND_RESOLVE_BY => EventKind::PromiseResolve {
+                by: id.wrapping_add(cur.i64().ok_or("bad resolve context")? as u64),
+            },
+            KIND_NOTE => {
+                let code = cur.u32().ok_or("bad note code")?;
+                let a = cur.u64().ok_or("bad note operand")?;
+                let b = cur.u64().ok_or("bad note operand")?;
+                let text = match cur.u64().ok_or("bad note text")? {
+                    0 => None,
+                    s => Some(u32::try_from(s - 1).map_err(|_| "bad note text")?),
+                };
+                EventKind::Note { code, a, b, text }
+            }
             k => SIMPLE[usize::from(k)].ok_or("unknown event kind")?,
         };
         out.push(Event {

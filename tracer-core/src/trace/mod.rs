@@ -56,4 +56,6 @@ pub const MAGIC: [u8; 8] = *b"\x89ATRACE\n";
 ///
 /// - 1: the first layout.
 /// - 2: a stream can end as [`Ending::Terminated`] (`worker.terminate()`).
-pub const TRACE_FORMAT_VERSION: u32 = 2;
+/// - 3: events may be [`EventKind::Note`]s, and a promiseResolve may say which resource
+///   settled the promise (`by`).
+pub const TRACE_FORMAT_VERSION: u32 = 3;

@@ -80,12 +80,28 @@ pub enum EventKind {
     Before,
     After,
     Destroy,
-    PromiseResolve,
+    /// `promiseResolve(asyncId)`; `by` is `executionAsyncId()` when it ran: the resource whose
+    /// callback settled the promise (0: not recorded, as in traces of format version 2).
+    PromiseResolve {
+        by: u64,
+    },
     /// A label for the resource, e.g. `GET /users/7` for an HTTP request.
     Label {
         text: StringId,
     },
+    /// Something the agent learnt beyond the five hooks, about the event's id (0: about the
+    /// stream as a whole). What `a`, `b` and `text` mean depends on `code`: see [`notes`].
+    /// Readers skip codes they do not know, so new notes need no format bump.
+    Note {
+        code: u32,
+        a: u64,
+        b: u64,
+        text: Option<StringId>,
+    },
 }
+
+/// The codes of [`EventKind::Note`]. Each names what its operands mean.
+pub mod notes {}
 
 /// One hook event of one resource.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

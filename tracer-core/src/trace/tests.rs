@@ -130,6 +130,9 @@ fn a_flipped_byte_is_corrupt_never_a_panic() {
                 Err(e) => panic!("byte {i} ^ {flip:#x}: unexpected error {e}"),
                 // Why tolerated: every block is checksummed, so only a flip that leaves the
                 // data intact (none here) could read cleanly.
+                // An older version number reads the same blocks: a reader takes every older
+                // version.
+                Ok(_) if (8..12).contains(&i) => {}
                 Ok((items, _)) => {
                     assert_ne!(items, expected, "byte {i} ^ {flip:#x} went unnoticed")
                 }
@@ -251,7 +254,7 @@ proptest! {
 
     /// Events with arbitrary ids, times and operands survive the delta encoding.
     #[test]
-    fn any_events_round_trip(raw in proptest::collection::vec((any::<u64>(), any::<u64>(), 0u8..6, any::<u64>(), any::<u32>(), any::<u32>()), 0..300)) {
+    fn any_events_round_trip(raw in proptest::collection::vec((any::<u64>(), any::<u64>(), 0u8..8, any::<u64>(), any::<u32>(), any::<u32>()), 0..300)) {
         let mut w = TraceWriter::new(Vec::new(), &meta()).unwrap();
         let s = w.begin_stream(1, 0, "v22").unwrap();
         let evs: Vec<Event> = raw.iter().map(|&(time_ns, id, k, x, a, b)| {
@@ -260,7 +263,9 @@ proptest! {
                 1 => EventKind::Before,
                 2 => EventKind::After,
                 3 => EventKind::Destroy,
-                4 => EventKind::PromiseResolve,
+                4 => EventKind::PromiseResolve { by: 0 },
+                5 => EventKind::PromiseResolve { by: x },
+                6 => EventKind::Note { code: a, a: x, b: id, text: (b % 2 == 0).then_some(b) },
                 _ => EventKind::Label { text: a },
             };
             Event { stream: s, time_ns: time_ns % 4 * TICK + time_ns % 3 * (time_ns >> 40), id, kind }

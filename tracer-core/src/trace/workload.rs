@@ -72,7 +72,7 @@ pub(crate) fn promise_workload(stream: StreamId, n: usize, seed: u64, type_name:
             }
             4..=5 if !live.is_empty() => {
                 let id = live[live.len() - 1 - rng.below(live.len().min(4) as u64) as usize];
-                push(&mut out, time, id, EventKind::PromiseResolve);
+                push(&mut out, time, id, EventKind::PromiseResolve { by: 0 });
             }
             6..=8 if !live.is_empty() => {
                 let i = live.len() - 1 - rng.below(live.len().min(6) as u64) as usize;
