@@ -100,8 +100,15 @@ pub enum EventKind {
     },
 }
 
-/// The codes of [`EventKind::Note`]. Each names what its operands mean.
-pub mod notes {}
+/// The codes of [`EventKind::Note`]. Each names what its operands mean. Codes are below 2^16
+/// (they travel in the ring record's 16-bit field).
+pub mod notes {
+    // HTTP requests, outgoing calls and wait causes: 1..=31.
+
+    // What is alive at the end, warnings, ends of runs: 32..=63.
+
+    // CPU samples: 64..=95.
+}
 
 /// One hook event of one resource.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
