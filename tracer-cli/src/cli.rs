@@ -7,10 +7,25 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Record and explain what a Node.js app does asynchronously.
 #[derive(Debug, Parser)]
-#[command(name = "asynctrace", version, about, long_about = None, propagate_version = true)]
+#[command(name = "asynctrace", version = version(), about, long_about = None, propagate_version = true)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// What `--version` prints after the name: the release, the commit it was built from
+/// (`unknown` outside a git checkout) and the trace format it writes, so a trace, a bug report
+/// and a binary can be matched up.
+fn version() -> &'static str {
+    static LINE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    LINE.get_or_init(|| {
+        format!(
+            "{} (commit {}, trace format {})",
+            env!("CARGO_PKG_VERSION"),
+            env!("ASYNCTRACE_GIT_COMMIT"),
+            tracer_core::trace::TRACE_FORMAT_VERSION
+        )
+    })
 }
 
 #[derive(Debug, Subcommand)]

@@ -2,19 +2,24 @@
 //!
 //! Two places on disk, with different lives:
 //!
-//! - the **preload** (`agent.js`), in a per-user directory that is never removed, under a name
-//!   derived from its contents: a process that inherits `NODE_OPTIONS` and starts after its
-//!   recording ended (a detached background job) must still find the file `--require` names,
-//!   or node would not start at all;
+//! - the **agent files**: the JavaScript preload (`agent.js`) and the Node-API addon, both
+//!   carried inside the binary and written on first use into a per-user directory that is never
+//!   removed, under names derived from their contents. So concurrent recorders, and different
+//!   versions of asynctrace, share identical files and never overwrite each other's; and a
+//!   process that inherits `NODE_OPTIONS` and starts after its recording ended (a detached
+//!   background job) still finds the file `--require` names, or node would not start at all;
 //! - the **session** directory, one per recording, holding the rings. It is locked (`flock`) for
 //!   as long as its recorder lives, and a sweep removes only sessions whose lock it can take:
 //!   a pid in the name is no proof of death (another pid namespace sharing `/dev/shm` reuses it).
 //!
 //! Both are private to the user (directories 0700, files 0600): rings carry argv, URLs and
-//! stack paths.
+//! stack paths, and a file another user could replace would run code in every traced app.
+//!
+//! The addon is a Node-API module built against N-API version 4 (`napi4`), whose ABI Node keeps
+//! stable across releases: one build loads in every Node from 20 to 26, and it takes no symbol
+//! from a particular Node (they are resolved in the process that loads it).
 
 use std::fs::{DirBuilder, File, OpenOptions};
-use std::hash::{Hash, Hasher};
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -23,12 +28,17 @@ use std::time::{Duration, SystemTime};
 use anyhow::{bail, Context};
 use rustix::fs::FlockOperation;
 
-/// The JavaScript preload, carried inside the binary and written out on first use, so that
-/// the only file that must sit beside `asynctrace` is the native addon.
-const AGENT_JS: &str = include_str!("../../tracer-agent/js/agent.js");
+/// The JavaScript preload, as `build.rs` copied it from `tracer-agent/js/agent.js`.
+const AGENT_JS: &str = include_str!(concat!(env!("OUT_DIR"), "/agent.js"));
 
-/// File name of the addon as cargo builds it.
-pub const ADDON_FILE: &str = "libtracer_agent.so";
+/// The native addon, built by `build.rs` (`cargo build -p tracer-agent`) and embedded.
+const ADDON: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/libtracer_agent.so"));
+
+/// Hash of [`ADDON`], computed at build time: part of its file name.
+const ADDON_HASH: &str = env!("ASYNCTRACE_ADDON_HASH");
+
+/// Names an addon to load instead of the embedded one (an addon under development).
+pub const ADDON_ENV: &str = "ASYNCTRACE_ADDON";
 
 /// Overrides where session directories are created (default: `/dev/shm`, else the temporary
 /// directory).
@@ -38,29 +48,98 @@ pub const SESSION_BASE_ENV: &str = "ASYNCTRACE_SESSION_BASE";
 /// temporary directory instead.
 const MIN_FREE_SHM: u64 = 1 << 20;
 
-/// Finds the native addon: `$ASYNCTRACE_ADDON`, else beside the executable (where
-/// `cargo build` puts both), else in `../lib/asynctrace/` (an installed layout).
+/// The native addon for the agent: `$ASYNCTRACE_ADDON` when set, else the embedded one,
+/// written once into the per-user directory (or, where that file system forbids running code,
+/// into the per-user cache directory).
 pub fn locate_addon() -> anyhow::Result<PathBuf> {
-    if let Some(p) = std::env::var_os("ASYNCTRACE_ADDON") {
+    if let Some(p) = std::env::var_os(ADDON_ENV) {
         let p = PathBuf::from(p);
         if p.is_file() {
             return Ok(p);
         }
-        bail!("ASYNCTRACE_ADDON points to {}, which is not a file", p.display());
+        bail!("{ADDON_ENV} points to {}, which is not a file", p.display());
     }
-    let exe = std::env::current_exe().context("cannot find the asynctrace executable's path")?;
-    let dir = exe.parent().unwrap_or(Path::new("."));
-    let candidates = [dir.join(ADDON_FILE), dir.join("../lib/asynctrace").join(ADDON_FILE)];
-    for c in &candidates {
-        if c.is_file() {
-            return Ok(c.clone());
+    let name = format!("libtracer_agent-{}-{ADDON_HASH}.so", env!("CARGO_PKG_VERSION"));
+    let mut first_error = None;
+    for dir in addon_dirs() {
+        match dir.and_then(|d| write_agent_file(&d, &name, ADDON)) {
+            Ok(p) => {
+                prune_addons(&p);
+                return Ok(p);
+            }
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
         }
     }
-    bail!(
-        "cannot find the agent addon {ADDON_FILE} beside {}; build the whole workspace with \
-         `cargo build --release` (it builds the addon too), or set ASYNCTRACE_ADDON to its path",
-        exe.display()
-    )
+    Err(first_error
+        .unwrap_or_else(|| anyhow::anyhow!("no private directory on a file system that allows running code"))
+        .context(format!(
+            "cannot write the agent addon; set TMPDIR to a directory where programs may run, \
+             or {ADDON_ENV} to an addon file"
+        )))
+}
+
+/// Where the addon may be written: the per-user temporary directory, unless its file system
+/// is mounted `noexec` (node could not load the addon from there), then the per-user cache.
+fn addon_dirs() -> Vec<anyhow::Result<PathBuf>> {
+    let mut dirs = Vec::new();
+    let tmp = private_dir();
+    match tmp {
+        Ok(d) if !noexec(&d) => return vec![Ok(d)],
+        Ok(d) => dirs.push(Err(anyhow::anyhow!(
+            "{} is on a file system mounted noexec",
+            d.display()
+        ))),
+        Err(e) => dirs.push(Err(e)),
+    }
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|c| Path::new(c).is_absolute())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache")));
+    if let Some(c) = cache {
+        dirs.push(private_dir_at(&c.join("asynctrace")).and_then(|d| {
+            if noexec(&d) {
+                bail!("{} is on a file system mounted noexec", d.display());
+            }
+            Ok(d)
+        }));
+    }
+    // The first error is the one worth showing; the cache was only a fallback.
+    dirs.sort_by_key(|d| d.is_err());
+    dirs
+}
+
+/// How long an addon of another build stays after its last use. Every build of asynctrace
+/// writes its own (a few hundred KiB), so without this they would pile up; a process started
+/// after its recording ended does not need one (it runs untraced without loading it).
+const ADDON_KEEP: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// Marks `ours` as just used and removes addons of other builds unused for [`ADDON_KEEP`].
+fn prune_addons(ours: &Path) {
+    let _ = File::options()
+        .write(true)
+        .open(ours)
+        .and_then(|f| f.set_modified(SystemTime::now()));
+    let Some(dir) = ours.parent() else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > ADDON_KEEP);
+        if old && name.starts_with("libtracer_agent-") && name.ends_with(".so") && entry.path() != ours {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+fn noexec(dir: &Path) -> bool {
+    rustix::fs::statvfs(dir).is_ok_and(|s| s.f_flag.contains(rustix::fs::StatVfsMountFlags::NOEXEC))
 }
 
 /// A private directory for one recording: one ring file per thread. Locked while this value
@@ -214,17 +293,25 @@ fn recorder_pid_alive(name: &str) -> bool {
         .is_some_and(|pid| rustix::process::test_kill_process(pid).is_ok())
 }
 
-/// Writes the preload into the per-user directory under a name derived from its contents,
-/// once, atomically (temporary file + rename). The file is never removed: any process that
-/// ever inherited a `NODE_OPTIONS` naming it can still start.
+/// Writes the preload into the per-user directory under a name derived from its contents.
 fn write_preload() -> anyhow::Result<PathBuf> {
     let dir = private_dir()?;
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    AGENT_JS.hash(&mut h);
-    let path = dir.join(format!("agent-{}-{:016x}.js", env!("CARGO_PKG_VERSION"), h.finish()));
+    let name = format!(
+        "agent-{}-{}.js",
+        env!("CARGO_PKG_VERSION"),
+        env!("ASYNCTRACE_AGENT_JS_HASH")
+    );
+    write_agent_file(&dir, &name, AGENT_JS.as_bytes())
+}
+
+/// Writes `bytes` as `dir/name`, once, atomically (temporary file + rename), unless a private
+/// file of ours with exactly these bytes is already there. The file is never removed: any
+/// process that ever inherited a `NODE_OPTIONS` naming it can still start.
+fn write_agent_file(dir: &Path, name: &str, bytes: &[u8]) -> anyhow::Result<PathBuf> {
+    let path = dir.join(name);
     if let Ok(m) = std::fs::symlink_metadata(&path) {
         let ours = m.is_file() && m.uid() == rustix::process::geteuid().as_raw() && m.mode() & 0o077 == 0;
-        if ours && std::fs::read(&path).is_ok_and(|b| b == AGENT_JS.as_bytes()) {
+        if ours && m.len() == bytes.len() as u64 && std::fs::read(&path).is_ok_and(|b| b == bytes) {
             return Ok(path);
         }
     }
@@ -232,8 +319,11 @@ fn write_preload() -> anyhow::Result<PathBuf> {
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or(0);
-    let tmp = dir.join(format!(".agent-{}-{nanos:x}.tmp", std::process::id()));
-    write_private(&tmp, AGENT_JS.as_bytes()).with_context(|| format!("cannot write {}", tmp.display()))?;
+    let tmp = dir.join(format!(".{name}-{}-{nanos:x}.tmp", std::process::id()));
+    if let Err(e) = write_private(&tmp, bytes) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e).with_context(|| format!("cannot write {}", tmp.display()));
+    }
     std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(path)
 }
@@ -242,21 +332,27 @@ fn write_preload() -> anyhow::Result<PathBuf> {
 /// directory owned by us that nobody else can write.
 fn private_dir() -> anyhow::Result<PathBuf> {
     let uid = rustix::process::geteuid().as_raw();
-    let dir = std::env::temp_dir().join(format!("asynctrace-preload-{uid}"));
-    match DirBuilder::new().mode(0o700).create(&dir) {
+    private_dir_at(&std::env::temp_dir().join(format!("asynctrace-preload-{uid}")))
+}
+
+/// `dir`, created 0700 (with its parents) if missing, and refused unless it is a real
+/// directory owned by us that nobody else can write.
+fn private_dir_at(dir: &Path) -> anyhow::Result<PathBuf> {
+    let uid = rustix::process::geteuid().as_raw();
+    match DirBuilder::new().mode(0o700).recursive(true).create(dir) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
         Err(e) => return Err(e).with_context(|| format!("cannot create {}", dir.display())),
     }
-    let m = std::fs::symlink_metadata(&dir).with_context(|| format!("cannot read {}", dir.display()))?;
+    let m = std::fs::symlink_metadata(dir).with_context(|| format!("cannot read {}", dir.display()))?;
     if !m.is_dir() || m.uid() != uid {
         bail!("{} is not a directory of this user", dir.display());
     }
     if m.mode() & 0o077 != 0 {
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
             .with_context(|| format!("cannot make {} private", dir.display()))?;
     }
-    Ok(dir)
+    Ok(dir.to_owned())
 }
 
 /// Creates `path` (which must not exist), readable and writable by its owner only.
