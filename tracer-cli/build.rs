@@ -12,8 +12,9 @@
 //! script runs). The nested build is incremental: when nothing changed it costs a fraction of
 //! a second.
 //!
-//! `ASYNCTRACE_EMBED_ADDON=<path>` embeds an addon built elsewhere instead (a cross build, or a
-//! source tree without `tracer-agent`), and nothing is built.
+//! `ASYNCTRACE_EMBED_ADDON=<path>` embeds an addon built elsewhere instead (a cross build), and
+//! nothing is built. The preload is always read from `tracer-agent/js/`: this script needs the
+//! repository's layout, so `tracer-cli` cannot be built from a crate packaged alone.
 //!
 //! Also sets `ASYNCTRACE_GIT_COMMIT` (the commit of the checkout, or `unknown` outside one)
 //! for `asynctrace --version`.
@@ -36,6 +37,12 @@ fn main() {
     println!("cargo:rerun-if-changed=build.rs");
 
     let agent_js = workspace.join("tracer-agent/js/agent.js");
+    assert!(
+        agent_js.is_file(),
+        "the agent's source ({}) is not here; asynctrace builds from its repository, where \
+         tracer-agent sits beside tracer-cli",
+        agent_js.display()
+    );
     println!("cargo:rerun-if-changed={}", agent_js.display());
     embed(&agent_js, &out_dir.join("agent.js"), "ASYNCTRACE_AGENT_JS_HASH");
 
@@ -72,8 +79,7 @@ fn build_addon(workspace: &Path, out_dir: &Path) -> PathBuf {
     if !agent.join("Cargo.toml").is_file() {
         panic!(
             "the agent's source ({}) is not here to build its addon; build from the asynctrace \
-             repository, or set ASYNCTRACE_EMBED_ADDON to a {ADDON_FILE} built from the same \
-             version",
+             repository",
             agent.display()
         );
     }
