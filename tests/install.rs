@@ -448,3 +448,56 @@ fn a_trace_of_a_newer_format_is_refused_in_one_clear_line() {
     assert_clean_failure(&out, &format!("trace format version {newer} is newer"));
     assert!(stderr(&out).contains("upgrade asynctrace"), "{}", stderr(&out));
 }
+
+#[test]
+fn the_addon_is_written_to_the_cache_when_the_temporary_directory_is_noexec() {
+    // A private mount namespace mounts a noexec tmpfs without privileges, where allowed.
+    if !Command::new("unshare")
+        .args(["-rm", "true"])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+    {
+        eprintln!("skipped: `unshare -rm` (user and mount namespaces) is not available here");
+        return;
+    }
+    let scratch = Scratch::new("noexec");
+    let work = scratch.path("work");
+    let noexec_tmp = scratch.path("noexec-tmp");
+    for d in [&work, &noexec_tmp] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    std::fs::copy(fixture("timers.js"), work.join("app.js")).unwrap();
+    let bin = asynctrace();
+    let out = bare(&scratch, Path::new("unshare"), bin.parent().unwrap())
+        .current_dir(&work)
+        .env("TMPDIR", &noexec_tmp)
+        .args([
+            "-rm",
+            "sh",
+            "-c",
+            "mount -t tmpfs -o noexec none \"$TMPDIR\" && exec \"$@\"",
+            "sh",
+        ])
+        .arg(&bin)
+        .args(["record", "-o", "t.bin", "--"])
+        .arg(which(&node()))
+        .arg("app.js")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("untraced"), "{}", stderr(&out));
+    assert_counts_match(&info_with(&bin, &work.join("t.bin")), "timers.js");
+    let cache = scratch.path("home/.cache/asynctrace");
+    let names: Vec<String> = std::fs::read_dir(&cache)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names.len() == 1 && names[0].starts_with("libtracer_agent-"),
+        "the addon, in {}: {names:?}",
+        cache.display()
+    );
+    let mode = std::fs::metadata(&cache).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700);
+}

@@ -80,34 +80,26 @@ pub fn locate_addon() -> anyhow::Result<PathBuf> {
         )))
 }
 
-/// Where the addon may be written: the per-user temporary directory, unless its file system
-/// is mounted `noexec` (node could not load the addon from there), then the per-user cache.
-fn addon_dirs() -> Vec<anyhow::Result<PathBuf>> {
-    let mut dirs = Vec::new();
-    let tmp = private_dir();
-    match tmp {
-        Ok(d) if !noexec(&d) => return vec![Ok(d)],
-        Ok(d) => dirs.push(Err(anyhow::anyhow!(
-            "{} is on a file system mounted noexec",
-            d.display()
-        ))),
-        Err(e) => dirs.push(Err(e)),
-    }
-    let cache = std::env::var_os("XDG_CACHE_HOME")
-        .filter(|c| Path::new(c).is_absolute())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache")));
-    if let Some(c) = cache {
-        dirs.push(private_dir_at(&c.join("asynctrace")).and_then(|d| {
-            if noexec(&d) {
-                bail!("{} is on a file system mounted noexec", d.display());
-            }
-            Ok(d)
-        }));
-    }
-    // The first error is the one worth showing; the cache was only a fallback.
-    dirs.sort_by_key(|d| d.is_err());
-    dirs
+/// Where the addon may be written, in order, each made only when the one before failed: the
+/// per-user temporary directory, then the per-user cache (for a temporary directory on a file
+/// system mounted `noexec`, from which node could not load the addon, or one that is full).
+fn addon_dirs() -> impl Iterator<Item = anyhow::Result<PathBuf>> {
+    let exec_allowed = |d: PathBuf| {
+        if noexec(&d) {
+            bail!("{} is on a file system mounted noexec", d.display());
+        }
+        Ok(d)
+    };
+    let tmp = std::iter::once_with(move || private_dir().and_then(exec_allowed));
+    let cache = std::iter::once_with(move || {
+        let base = std::env::var_os("XDG_CACHE_HOME")
+            .filter(|c| Path::new(c).is_absolute())
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache")));
+        base.map(|b| private_dir_at(&b.join("asynctrace")).and_then(exec_allowed))
+    })
+    .flatten();
+    tmp.chain(cache)
 }
 
 /// How long an addon of another build stays after its last use. Every build of asynctrace
