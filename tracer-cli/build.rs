@@ -44,6 +44,19 @@ fn main() {
         agent_js.display()
     );
     println!("cargo:rerun-if-changed={}", agent_js.display());
+    // Only agent.js is embedded and written out: a module it required from beside itself
+    // would be missing at run time.
+    let js_dir = workspace.join("tracer-agent/js");
+    println!("cargo:rerun-if-changed={}", js_dir.display());
+    for entry in std::fs::read_dir(&js_dir).into_iter().flatten().flatten() {
+        let name = entry.file_name();
+        if name != "agent.js" {
+            println!(
+                "cargo:warning={} is not embedded: the preload must be the one file agent.js",
+                entry.path().display()
+            );
+        }
+    }
     embed(&agent_js, &out_dir.join("agent.js"), "ASYNCTRACE_AGENT_JS_HASH");
 
     println!("cargo:rerun-if-env-changed=ASYNCTRACE_EMBED_ADDON");
