@@ -11,6 +11,15 @@ use std::process::{Command, Output, Stdio};
 
 use support::*;
 
+/// `cargo install` below builds in the workspace's target directory: when the source changed
+/// since the last build (a new commit changes `--version`), it relinks the very binary the
+/// other tests run. Those hold this lock for reading, the install for writing.
+static WORKSPACE_BINARY: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+fn binary_in_use() -> std::sync::RwLockReadGuard<'static, ()> {
+    WORKSPACE_BINARY.read().unwrap_or_else(|e| e.into_inner())
+}
+
 /// `asynctrace info --format json` with the given binary.
 fn info_with(bin: &Path, trace: &Path) -> serde_json::Value {
     let out = Command::new(bin)
@@ -109,6 +118,7 @@ fn npm_project(scratch: &Scratch) -> PathBuf {
 
 #[test]
 fn npm_tarballs_install_offline_and_record_through_npx() {
+    let _binary = binary_in_use();
     let scratch = Scratch::new("npm-install");
     let app = npm_project(&scratch);
     // The platform package carries the one binary and nothing beside it.
@@ -153,6 +163,7 @@ fn npm_tarballs_install_offline_and_record_through_npx() {
 
 #[test]
 fn npm_global_install_puts_asynctrace_on_the_path() {
+    let _binary = binary_in_use();
     let scratch = Scratch::new("npm-global");
     let tarballs = pack(&scratch);
     let prefix = scratch.path("prefix");
@@ -180,6 +191,7 @@ fn npm_global_install_puts_asynctrace_on_the_path() {
 
 #[test]
 fn the_npm_launcher_passes_sigterm_to_the_app_and_its_status_back() {
+    let _binary = binary_in_use();
     use std::io::BufRead;
     let scratch = Scratch::new("npm-signal");
     let app = npm_project(&scratch);
@@ -308,6 +320,7 @@ fn assert_private_agent_files(scratch: &Scratch) {
 
 #[test]
 fn the_binary_copied_alone_records_with_its_embedded_agent() {
+    let _binary = binary_in_use();
     let scratch = Scratch::new("alone");
     let dir = scratch.path("bin");
     std::fs::create_dir_all(&dir).unwrap();
@@ -323,6 +336,7 @@ fn the_binary_copied_alone_records_with_its_embedded_agent() {
 
 #[test]
 fn concurrent_recorders_share_the_agent_files_without_clashing() {
+    let _binary = binary_in_use();
     let scratch = Scratch::new("concurrent");
     let work = scratch.path("work");
     std::fs::create_dir_all(&work).unwrap();
@@ -351,6 +365,7 @@ fn concurrent_recorders_share_the_agent_files_without_clashing() {
 
 #[test]
 fn a_tampered_agent_file_is_replaced_not_loaded() {
+    let _binary = binary_in_use();
     let scratch = Scratch::new("tampered");
     let dir = scratch.path("bin");
     std::fs::create_dir_all(&dir).unwrap();
@@ -386,6 +401,7 @@ fn a_tampered_agent_file_is_replaced_not_loaded() {
 
 #[test]
 fn cargo_install_gives_a_binary_that_records_with_only_itself_on_the_path() {
+    let _rebuilding = WORKSPACE_BINARY.write().unwrap_or_else(|e| e.into_inner());
     let scratch = Scratch::new("cargo-install");
     let install_root = scratch.path("root");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
@@ -413,6 +429,7 @@ fn cargo_install_gives_a_binary_that_records_with_only_itself_on_the_path() {
 
 #[test]
 fn version_names_the_release_commit_and_trace_format() {
+    let _binary = binary_in_use();
     let out = Command::new(asynctrace()).arg("--version").output().unwrap();
     assert!(out.status.success());
     let line = String::from_utf8(out.stdout).unwrap();
@@ -436,6 +453,7 @@ fn version_names_the_release_commit_and_trace_format() {
 
 #[test]
 fn a_trace_of_a_newer_format_is_refused_in_one_clear_line() {
+    let _binary = binary_in_use();
     let scratch = Scratch::new("newer-format");
     let trace = scratch.path("t.bin");
     let out = record(&trace, &[], "timers.js", &[]);
@@ -451,6 +469,7 @@ fn a_trace_of_a_newer_format_is_refused_in_one_clear_line() {
 
 #[test]
 fn the_addon_is_written_to_the_cache_when_the_temporary_directory_is_noexec() {
+    let _binary = binary_in_use();
     // A private mount namespace mounts a noexec tmpfs without privileges, where allowed.
     if !Command::new("unshare")
         .args(["-rm", "true"])
@@ -469,8 +488,10 @@ fn the_addon_is_written_to_the_cache_when_the_temporary_directory_is_noexec() {
     }
     std::fs::copy(fixture("timers.js"), work.join("app.js")).unwrap();
     let bin = asynctrace();
-    let out = bare(&scratch, Path::new("unshare"), bin.parent().unwrap())
+    let out = bare(&scratch, &which(Path::new("unshare")), bin.parent().unwrap())
         .current_dir(&work)
+        // sh and mount come from the system's PATH.
+        .env("PATH", std::env::var_os("PATH").unwrap())
         .env("TMPDIR", &noexec_tmp)
         .args([
             "-rm",
