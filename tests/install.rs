@@ -449,6 +449,17 @@ fn version_names_the_release_commit_and_trace_format() {
         Some(head) => assert_eq!(commit, head, "the commit the binary was built from"),
         None => assert_eq!(commit, "unknown"),
     }
+
+    // A trace names the same release and commit as its writer.
+    let scratch = Scratch::new("writer-version");
+    let trace = scratch.path("t.bin");
+    let out = record(&trace, &[], "timers.js", &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let reader = tracer_core::trace::open(&trace).unwrap();
+    assert_eq!(
+        reader.meta().writer_version,
+        format!("{} (commit {commit})", env!("CARGO_PKG_VERSION"))
+    );
 }
 
 #[test]

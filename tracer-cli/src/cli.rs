@@ -28,6 +28,15 @@ fn version() -> &'static str {
     })
 }
 
+/// What a trace records as its writer: the release and the commit.
+pub fn writer_version() -> String {
+    format!(
+        "{} (commit {})",
+        env!("CARGO_PKG_VERSION"),
+        env!("ASYNCTRACE_GIT_COMMIT")
+    )
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a command with the agent injected into every Node process and worker thread, and

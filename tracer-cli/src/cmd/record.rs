@@ -30,7 +30,7 @@ pub fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0),
         start_ns,
-        writer_version: env!("CARGO_PKG_VERSION").to_string(),
+        writer_version: crate::cli::writer_version(),
         // The unit the trace encodes times in; the agent's times are whole microseconds.
         clock_tick_ns: 1000,
     };
