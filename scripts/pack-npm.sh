@@ -34,7 +34,7 @@ case "$(uname -s)-$(uname -m)" in
 esac
 
 if [ -z "$binary" ]; then
-  cargo build --release -p tracer-cli >&2
+  cargo build --release >&2
   binary="$root/target/release/asynctrace"
 fi
 version="$("$binary" --version | awk '{print $2}')"

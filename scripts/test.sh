@@ -42,6 +42,9 @@ step() {
 system_node="$(node --version)"
 # --no-fail-fast: one failing test file must not keep the others from running.
 step "unit, golden and end-to-end tests on node $system_node" cargo test --release --workspace --no-fail-fast
+# The release artefacts: the npm tarballs, in target/npm/ (tests/install.rs installs and runs
+# them; this checks the script as a release runs it).
+step "npm tarballs (scripts/pack-npm.sh)" bash scripts/pack-npm.sh
 if [ "${ASYNCTRACE_CONFORMANCE-1}" != 0 ]; then
   step "conformance with Node's async_hooks tests on node $system_node" bash scripts/conformance.sh node
 fi
