@@ -445,4 +445,96 @@ mod tests {
             "--permission --allow-fs-read=/app --require \"/p/agent.js\" --allow-fs-read=\"/p/agent.js\""
         );
     }
+
+    /// A fresh private directory under the temporary directory, removed when dropped.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new(tag: &str) -> Self {
+            let nanos = SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos();
+            let p = std::env::temp_dir().join(format!("asynctrace-unit-{tag}-{}-{nanos}", std::process::id()));
+            DirBuilder::new().mode(0o700).create(&p).unwrap();
+            Self(p)
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn inode_and_mode(p: &Path) -> (u64, u32) {
+        let m = std::fs::metadata(p).unwrap();
+        (m.ino(), m.mode() & 0o777)
+    }
+
+    #[test]
+    fn an_agent_file_is_reused_only_when_private_and_identical() {
+        let dir = TempDir::new("agent-file");
+        let path = write_agent_file(&dir.0, "a.so", b"addon").unwrap();
+        let (ino, mode) = inode_and_mode(&path);
+        assert_eq!(mode, 0o600);
+        // Same bytes, private: the very file is reused.
+        assert_eq!(write_agent_file(&dir.0, "a.so", b"addon").unwrap(), path);
+        assert_eq!(inode_and_mode(&path).0, ino);
+        // Same bytes, but others may write it: replaced by a private copy.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+        write_agent_file(&dir.0, "a.so", b"addon").unwrap();
+        let (ino2, mode2) = inode_and_mode(&path);
+        assert!(ino2 != ino && mode2 == 0o600, "replaced: {mode2:o}");
+        // Other bytes under the name (a damaged write): replaced.
+        std::fs::write(&path, b"addoX").unwrap();
+        write_agent_file(&dir.0, "a.so", b"addon").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"addon");
+        // A symlink under the name is not followed: replaced by a file.
+        let elsewhere = dir.0.join("elsewhere");
+        std::fs::write(&elsewhere, b"addon").unwrap();
+        std::fs::remove_file(&path).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &path).unwrap();
+        write_agent_file(&dir.0, "a.so", b"addon").unwrap();
+        assert!(std::fs::symlink_metadata(&path).unwrap().is_file());
+        // No temporary file is left behind.
+        let names: Vec<_> = std::fs::read_dir(&dir.0)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+    }
+
+    #[test]
+    fn addons_of_other_builds_are_pruned_after_a_month_unused() {
+        let dir = TempDir::new("prune");
+        let ours = write_agent_file(&dir.0, "libtracer_agent-1-aa.so", b"ours").unwrap();
+        let old = dir.0.join("libtracer_agent-0-bb.so");
+        let recent = dir.0.join("libtracer_agent-0-cc.so");
+        let preload = dir.0.join("agent-0-dd.js");
+        let long_ago = SystemTime::now() - ADDON_KEEP - Duration::from_secs(3600);
+        for p in [&old, &recent, &preload] {
+            std::fs::write(p, b"x").unwrap();
+        }
+        for p in [&old, &preload, &ours] {
+            File::options()
+                .write(true)
+                .open(p)
+                .unwrap()
+                .set_modified(long_ago)
+                .unwrap();
+        }
+        prune_addons(&ours);
+        assert!(!old.exists(), "an addon unused for longer than ADDON_KEEP goes");
+        assert!(recent.exists(), "a recently used addon stays");
+        assert!(preload.exists(), "preloads are never removed");
+        assert!(ours.exists(), "ours stays, and is marked as used now");
+        let age = std::fs::metadata(&ours)
+            .unwrap()
+            .modified()
+            .unwrap()
+            .elapsed()
+            .unwrap_or_default();
+        assert!(age < ADDON_KEEP);
+    }
 }
