@@ -21,6 +21,10 @@ use crate::trace::{notes, Event, EventKind, StreamId, StringId};
 pub struct Sample {
     pub stream: StreamId,
     pub time_ns: u64,
+    /// `time_ns` as the callbacks' times would say it: they come from a clock word the agent
+    /// refreshes every tick, so a recorded time stands for anywhere in the tick after it. Half
+    /// a tick earlier is where a sample compares best with them.
+    pub event_clock_ns: u64,
     /// Call-tree node of the stream (see [`Cpu::frame`], [`Cpu::parent`]).
     pub node: u32,
 }
@@ -109,9 +113,11 @@ impl Cpu {
             notes::CPU_SAMPLE => {
                 s.at_us = s.at_us.saturating_add(b);
                 self.samples += 1;
+                let time_ns = us_to_trace(cx, s.at_us);
                 CpuStep::Sample(Sample {
                     stream: ev.stream,
-                    time_ns: us_to_trace(cx, s.at_us),
+                    time_ns,
+                    event_clock_ns: time_ns.saturating_sub(cx.meta.clock_tick_ns / 2),
                     node: u32::try_from(a).unwrap_or(0),
                 })
             }

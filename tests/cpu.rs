@@ -1,0 +1,212 @@
+//! CPU samples: `record` samples every thread with V8's profiler, and `slow` says which code
+//! ran inside each slow callback, on a keep-alive HTTP service with its CPU work in helper
+//! modules (fixtures/cpu-app).
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+use support::*;
+
+fn slow_json(trace: &Path) -> Value {
+    let out = Command::new(asynctrace())
+        .args(["slow", "--format", "json", "--limit", "100000", "--threshold-ms", "1"])
+        .arg(trace)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "slow failed: {}", stderr(&out));
+    serde_json::from_slice(&out.stdout).expect("slow prints JSON")
+}
+
+fn callbacks(slow: &Value) -> Vec<Value> {
+    slow["callbacks"].as_array().cloned().unwrap_or_default()
+}
+
+fn hottest(c: &Value) -> &str {
+    c["cpu"]["hottest"].as_str().unwrap_or("")
+}
+
+fn functions(c: &Value) -> Vec<String> {
+    c["cpu"]["functions"]
+        .as_array()
+        .map(|fs| {
+            fs.iter()
+                .map(|f| {
+                    format!(
+                        "{} <- {}",
+                        f["function"].as_str().unwrap_or(""),
+                        f["via"].as_str().unwrap_or("")
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn record_app(trace: &Path, extra: &[&str]) {
+    let out = record(trace, extra, "cpu-app/server.js", &[]);
+    assert!(out.status.success(), "record failed: {}", stderr(&out));
+}
+
+const AUTH: &str = "verifyPassword fixtures/cpu-app/lib/middleware/auth.js:";
+const EXPORT: &str = "buildExport fixtures/cpu-app/lib/export.js:10";
+
+#[test]
+fn slow_names_the_blocking_line_in_each_helper_module() {
+    let scratch = Scratch::new("cpu-slow");
+    let trace = scratch.path("t.bin");
+    record_app(&trace, &[]);
+    let slow = slow_json(&trace);
+    let cbs = callbacks(&slow);
+    let summary = |c: &Value| format!("{} {} {:?}", c["type"], hottest(c), functions(c));
+
+    // The password check behind `await users.findByName()`: the key derivation's line, in the
+    // callback that ran after the await (the promise created in auth.js).
+    let auth: Vec<&Value> = cbs.iter().filter(|c| hottest(c).starts_with(AUTH)).collect();
+    assert!(
+        !auth.is_empty(),
+        "no slow callback names {AUTH}: {:#?}",
+        cbs.iter().map(summary).collect::<Vec<_>>()
+    );
+    assert!(
+        auth.iter().any(|c| functions(c)
+            .iter()
+            .any(|f| f.contains("<- verifyPassword fixtures/cpu-app/lib/middleware/auth.js"))),
+        "pbkdf2 is not called from verifyPassword: {:#?}",
+        auth.iter().map(|c| summary(c)).collect::<Vec<_>>()
+    );
+    // The JSON export built in the parser's callback (no await in the handler).
+    assert!(
+        cbs.iter().any(|c| hottest(c).starts_with(EXPORT)),
+        "no slow callback names {EXPORT}: {:#?}",
+        cbs.iter().map(summary).collect::<Vec<_>>()
+    );
+    // The worker's handler: a MessagePort the worker made before the agent's hook, listed
+    // with its type, under the worker thread, with the blur in it.
+    let worker: Vec<&Value> = cbs
+        .iter()
+        .filter(|c| c["thread"].as_u64() != Some(0) && c["no_init"] == Value::Bool(true))
+        .collect();
+    assert!(
+        !worker.is_empty(),
+        "no worker callback: {:#?}",
+        cbs.iter().map(summary).collect::<Vec<_>>()
+    );
+    assert!(
+        worker.iter().any(|c| c["type"] == "MessagePort"
+            && functions(c)
+                .iter()
+                .any(|f| f.starts_with("blur fixtures/cpu-app/lib/workers/blur.js:5"))),
+        "the worker's blur is not in its callbacks: {:#?}",
+        worker.iter().map(|c| summary(c)).collect::<Vec<_>>()
+    );
+    // Samples and callbacks share one clock: the two kinds of main-thread work hardly show in
+    // each other's callbacks (an offset of a few ms between the clocks would mix them; a
+    // sample within a clock tick of a callback's edge may still land next door).
+    let share = |c: &Value, needles: &[&str]| -> f64 {
+        c["cpu"]["functions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|f| needles.iter().any(|n| f.to_string().contains(n)))
+            .map(|f| f["percent"].as_f64().unwrap_or(0.0))
+            .sum()
+    };
+    let mut checked = 0;
+    for c in &cbs {
+        if hottest(c).starts_with(AUTH) {
+            checked += 1;
+            assert!(
+                share(c, &["buildExport"]) < 25.0,
+                "export in an auth callback: {}",
+                summary(c)
+            );
+        }
+        if hottest(c).starts_with(EXPORT) {
+            checked += 1;
+            assert!(
+                share(c, &["pbkdf2", "verifyPassword"]) < 25.0,
+                "auth in an export callback: {}",
+                summary(c)
+            );
+        }
+    }
+    assert!(checked >= 10, "too few callbacks to check the clocks: {checked}");
+}
+
+#[test]
+fn cpu_off_records_no_samples_and_sampling_adds_no_resources() {
+    let scratch = Scratch::new("cpu-off");
+    let on = scratch.path("on.bin");
+    let off = scratch.path("off.bin");
+    for (trace, extra) in [(&on, &["--cpu-interval", "200"][..]), (&off, &["--cpu", "off"][..])] {
+        let out = record(trace, extra, "timers.js", &[]);
+        assert!(out.status.success(), "record failed: {}", stderr(&out));
+    }
+    // The agent's inspector session and signal listeners are not the app's resources.
+    let types = |t: &Path| info(t)["types"].clone();
+    assert_eq!(types(&on), types(&off), "sampling changed the resources recorded");
+    let slow = slow_json(&off);
+    assert!(
+        callbacks(&slow).iter().all(|c| c.get("cpu").is_none()),
+        "samples with --cpu off"
+    );
+}
+
+/// `record` forwards the signal; the app's last chunk of samples (the only one, as the
+/// periodic chunks are put off for the test) must reach the trace.
+fn stopped_by(signal: &str) {
+    let scratch = Scratch::new("cpu-signal");
+    let trace = scratch.path("t.bin");
+    let mut child = record_node(&trace)
+        .arg(fixture("cpu-app/server.js"))
+        .current_dir(root())
+        .env("CPU_APP_FOREVER", "1")
+        .env("ASYNCTRACE_CPU_FLUSH_MS", "600000")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while err.read_line(&mut line).unwrap() > 0 && !line.contains("ready") {
+        line.clear();
+    }
+    assert!(line.contains("ready"), "the app never got ready");
+    // Time for some requests; how many does not matter.
+    std::thread::sleep(Duration::from_millis(1500));
+    let status = Command::new("kill")
+        .args(["-s", signal])
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut err, &mut rest).unwrap();
+    let status = child.wait().unwrap();
+    assert!(
+        !status.success(),
+        "the app was stopped by {signal}, record must say so: {rest}"
+    );
+    let slow = slow_json(&trace);
+    let cbs = callbacks(&slow);
+    assert!(
+        cbs.iter().any(|c| hottest(c).starts_with(AUTH)),
+        "no samples after {signal}: {rest}\n{:#?}",
+        cbs.iter().map(|c| hottest(c).to_owned()).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn ctrl_c_keeps_the_samples_up_to_the_stop() {
+    stopped_by("INT");
+}
+
+#[test]
+fn sigterm_keeps_the_samples_up_to_the_stop() {
+    stopped_by("TERM");
+}
