@@ -147,6 +147,8 @@ pub enum WeightArg {
     Async,
     /// Resources created.
     Count,
+    /// CPU samples (µs): the async path continued by the JS stack sampled in its callback.
+    Cpu,
 }
 
 /// Which processes, threads and time window to look at.

@@ -63,7 +63,7 @@ struct StreamCpu {
 #[derive(Debug, Default)]
 pub struct Cpu {
     streams: Vec<StreamCpu>,
-    /// (stream, node) -> line -> ticks, for user code only.
+    /// (stream, node) -> line -> ticks.
     lines: FxMap<(StreamId, u32), FxMap<u32, u64>>,
     pub samples: u64,
     /// Samples the agent left out (the thread idle, or in the agent's own code).
@@ -75,6 +75,11 @@ pub struct Cpu {
 impl Cpu {
     /// Takes in `ev` if it is a CPU note.
     pub fn apply(&mut self, cx: &Context, ev: &Event) -> CpuStep {
+        self.apply_at(cx.meta.start_ns, cx.meta.clock_tick_ns, ev)
+    }
+
+    /// [`Self::apply`] for readers without a [`Context`]: the trace's start and clock tick.
+    pub fn apply_at(&mut self, start_ns: u64, tick_ns: u64, ev: &Event) -> CpuStep {
         let EventKind::Note { code, a, b, text } = ev.kind else {
             return CpuStep::None;
         };
@@ -113,32 +118,30 @@ impl Cpu {
             notes::CPU_SAMPLE => {
                 s.at_us = s.at_us.saturating_add(b);
                 self.samples += 1;
-                let time_ns = us_to_trace(cx, s.at_us);
+                let time_ns = us_to_trace(start_ns, s.at_us);
                 CpuStep::Sample(Sample {
                     stream: ev.stream,
                     time_ns,
-                    event_clock_ns: time_ns.saturating_sub(cx.meta.clock_tick_ns / 2),
+                    event_clock_ns: time_ns.saturating_sub(tick_ns / 2),
                     node: u32::try_from(a).unwrap_or(0),
                 })
             }
             notes::CPU_LINES => {
                 let node = u32::try_from(a).unwrap_or(0);
                 let (line, ticks) = ((b >> 20) as u32, b & 0xf_ffff);
-                if self.frame(cx, ev.stream, node).is_some_and(is_user) {
-                    *self
-                        .lines
-                        .entry((ev.stream, node))
-                        .or_default()
-                        .entry(line)
-                        .or_default() += ticks;
-                }
+                *self
+                    .lines
+                    .entry((ev.stream, node))
+                    .or_default()
+                    .entry(line)
+                    .or_default() += ticks;
                 CpuStep::Other
             }
             notes::CPU_CHUNK_END => {
                 self.idle += b;
                 CpuStep::ChunkEnd {
                     stream: ev.stream,
-                    time_ns: us_to_trace(cx, a),
+                    time_ns: us_to_trace(start_ns, a),
                 }
             }
             _ => CpuStep::Other,
@@ -189,8 +192,8 @@ impl Cpu {
     }
 }
 
-fn us_to_trace(cx: &Context, us: u64) -> u64 {
-    us.saturating_mul(1000).saturating_sub(cx.meta.start_ns)
+fn us_to_trace(start_ns: u64, us: u64) -> u64 {
+    us.saturating_mul(1000).saturating_sub(start_ns)
 }
 
 /// App code: a frame with a file that is not Node's own nor a dependency's.
