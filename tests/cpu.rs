@@ -5,8 +5,9 @@
 mod support;
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -47,9 +48,17 @@ fn functions(c: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn record_app(trace: &Path, extra: &[&str]) {
-    let out = record(trace, extra, "cpu-app/server.js", &[]);
-    assert!(out.status.success(), "record failed: {}", stderr(&out));
+/// One recording of the service, shared by the tests that only read it.
+fn app_trace() -> &'static Path {
+    static TRACE: OnceLock<(Scratch, PathBuf)> = OnceLock::new();
+    let (_, trace) = TRACE.get_or_init(|| {
+        let scratch = Scratch::new("cpu-app");
+        let trace = scratch.path("t.bin");
+        let out = record(&trace, &[], "cpu-app/server.js", &[]);
+        assert!(out.status.success(), "record failed: {}", stderr(&out));
+        (scratch, trace)
+    });
+    trace
 }
 
 const AUTH: &str = "verifyPassword fixtures/cpu-app/lib/middleware/auth.js:";
@@ -57,10 +66,7 @@ const EXPORT: &str = "buildExport fixtures/cpu-app/lib/export.js:10";
 
 #[test]
 fn slow_names_the_blocking_line_in_each_helper_module() {
-    let scratch = Scratch::new("cpu-slow");
-    let trace = scratch.path("t.bin");
-    record_app(&trace, &[]);
-    let slow = slow_json(&trace);
+    let slow = slow_json(app_trace());
     let cbs = callbacks(&slow);
     let summary = |c: &Value| format!("{} {} {:?}", c["type"], hottest(c), functions(c));
 
@@ -209,4 +215,43 @@ fn ctrl_c_keeps_the_samples_up_to_the_stop() {
 #[test]
 fn sigterm_keeps_the_samples_up_to_the_stop() {
     stopped_by("TERM");
+}
+
+#[test]
+fn flame_cpu_continues_each_async_path_with_its_sampled_stack() {
+    let out = Command::new(asynctrace())
+        .args(["flame", "--weight", "cpu", "--folded"])
+        .arg(app_trace())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "flame failed: {}", stderr(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let has = |pred: &dyn Fn(&str) -> bool| lines.iter().any(|l| pred(l));
+    // The password check: under the promise of the `await` in the middleware, then the JS
+    // stack down to verifyPassword.
+    assert!(
+        has(
+            &|l| l.contains(";PROMISE fixtures/cpu-app/lib/middleware/auth.js:13:28;")
+                && l.contains(";verifyPassword fixtures/cpu-app/lib/middleware/auth.js:6")
+        ),
+        "no auth path with verifyPassword:\n{text}"
+    );
+    // The export: under the incoming request, down to buildExport.
+    assert!(
+        has(&|l| l.contains(";HTTPINCOMINGMESSAGE;") && l.contains(";buildExport fixtures/cpu-app/lib/export.js:9")),
+        "no request path with buildExport:\n{text}"
+    );
+    // The worker: a root of its own.
+    assert!(
+        has(&|l| l.starts_with("pid ")
+            && l.split(';').next().is_some_and(|root| root.contains(" thread "))
+            && l.contains(";blur fixtures/cpu-app/lib/workers/blur.js:5")),
+        "no worker root with blur:\n{text}"
+    );
+    // Weights are whole samples: multiples of the 1 ms default interval, in µs.
+    for l in &lines {
+        let w: u64 = l.rsplit(' ').next().unwrap().parse().unwrap();
+        assert_eq!(w % 1000, 0, "{l}");
+    }
 }
