@@ -255,3 +255,24 @@ fn flame_cpu_continues_each_async_path_with_its_sampled_stack() {
         assert_eq!(w % 1000, 0, "{l}");
     }
 }
+
+#[test]
+fn requests_split_their_sync_time_by_function() {
+    let out = Command::new(asynctrace())
+        .args(["requests", "--format", "json", "--limit", "0"])
+        .arg(app_trace())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "requests failed: {}", stderr(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let reqs = report["requests"].as_array().cloned().unwrap_or_default();
+    let with_cpu: Vec<&Value> = reqs.iter().filter(|r| r.get("cpu").is_some()).collect();
+    assert!(!with_cpu.is_empty(), "no request has CPU samples");
+    assert!(
+        with_cpu.iter().any(|r| functions(r)
+            .iter()
+            .any(|f| f.contains("verifyPassword fixtures/cpu-app/lib/middleware/auth.js"))),
+        "no request ran verifyPassword: {:#?}",
+        with_cpu.iter().map(|r| functions(r)).collect::<Vec<_>>()
+    );
+}

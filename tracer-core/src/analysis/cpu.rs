@@ -279,6 +279,18 @@ impl Windows {
         }
     }
 
+    /// The running callback of `id` ended, keeping its token.
+    pub fn end(&mut self, stream: StreamId, id: u64, end_ns: u64) {
+        if let Some(w) = self
+            .of(stream)
+            .iter_mut()
+            .rev()
+            .find(|w| w.id == id && w.end_ns.is_none())
+        {
+            w.end_ns = Some(end_ns);
+        }
+    }
+
     /// The token of the innermost callback running at `time_ns`.
     pub fn find(&mut self, stream: StreamId, time_ns: u64) -> Option<u64> {
         let q = self.of(stream);
@@ -448,4 +460,69 @@ pub fn write_summary_text(out: &mut impl std::io::Write, c: &CpuSummary, indent:
         writeln!(out)?;
     }
     Ok(())
+}
+
+/// CPU samples grouped by a caller's token (a request, say): the callbacks it opens with
+/// [`CpuByToken::before`] and ends with [`CpuByToken::after`] collect the samples that fall in
+/// them (samples come after their callbacks; see the module docs). Memory: one small profile
+/// per token that got samples.
+#[derive(Debug, Default)]
+pub struct CpuByToken {
+    cpu: Cpu,
+    windows: Windows,
+    profiles: FxMap<u64, Profile>,
+}
+
+impl CpuByToken {
+    /// Takes in a CPU note; false when `ev` is something else.
+    pub fn note(&mut self, cx: &Context, ev: &Event) -> bool {
+        if !matches!(ev.kind, EventKind::Note { .. }) {
+            return false;
+        }
+        match self.cpu.apply(cx, ev) {
+            CpuStep::None => false,
+            CpuStep::Sample(s) => {
+                if let Some(t) = self.windows.find(s.stream, s.event_clock_ns) {
+                    self.profiles.entry(t).or_default().add(&s);
+                }
+                true
+            }
+            CpuStep::ChunkEnd { stream, time_ns } => {
+                self.windows.prune(stream, time_ns);
+                true
+            }
+            CpuStep::Other => true,
+        }
+    }
+
+    /// A callback of `token` started.
+    pub fn before(&mut self, stream: StreamId, id: u64, time_ns: u64, token: u64) {
+        self.windows.open(stream, id, time_ns, token);
+    }
+
+    /// The callback of `id` that [`Self::before`] opened ended; `token`, when given, replaces
+    /// the one it started with.
+    pub fn after(&mut self, stream: StreamId, id: u64, time_ns: u64, token: Option<u64>) {
+        match token {
+            Some(t) => {
+                self.windows.close(stream, id, time_ns, t);
+            }
+            None => self.windows.end(stream, id, time_ns),
+        }
+    }
+
+    /// Where the CPU time of `token` went: the `limit` top functions by self time.
+    pub fn summary(&self, cx: &Context, token: u64, limit: usize) -> Option<CpuSummary> {
+        summarize(&self.cpu, cx, self.profiles.get(&token)?, limit)
+    }
+
+    /// A token for `(stream, id, ns)`, e.g. a request's resource and start.
+    pub fn token(stream: StreamId, id: u64, ns: u64) -> u64 {
+        use std::hash::Hasher;
+        let mut h = super::lifecycle::FxHasher::default();
+        h.write_u32(stream);
+        h.write_u64(id);
+        h.write_u64(ns);
+        h.finish()
+    }
 }

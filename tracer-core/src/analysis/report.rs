@@ -315,6 +315,9 @@ pub fn write_requests_text(out: &mut impl Write, r: &RequestReport) -> io::Resul
                 site(&s.site)
             )?;
         }
+        if let Some(cpu) = &q.cpu {
+            super::cpu::write_summary_text(out, cpu, &" ".repeat(41))?;
+        }
     }
     if (r.count as usize) > r.requests.len() {
         writeln!(
