@@ -276,3 +276,86 @@ fn requests_split_their_sync_time_by_function() {
         with_cpu.iter().map(|r| functions(r)).collect::<Vec<_>>()
     );
 }
+
+#[test]
+fn exports_carry_the_samples() {
+    let scratch = Scratch::new("cpu-export");
+    let chrome = scratch.path("t.json");
+    let out = Command::new(asynctrace())
+        .args(["export", "--format", "chrome", "-o"])
+        .arg(&chrome)
+        .arg(app_trace())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "export failed: {}", stderr(&out));
+    let doc: Value = serde_json::from_slice(&std::fs::read(&chrome).unwrap()).unwrap();
+    let events = doc["traceEvents"].as_array().unwrap();
+    // A CPU track per thread with samples, named, beside the thread's callbacks.
+    let tracks: Vec<&str> = events
+        .iter()
+        .filter(|e| e["ph"] == "M" && e["name"] == "thread_name")
+        .filter_map(|e| e["args"]["name"].as_str())
+        .filter(|n| n.ends_with("CPU samples"))
+        .collect();
+    assert!(
+        tracks.contains(&"main: CPU samples") && tracks.contains(&"worker 1: CPU samples"),
+        "{tracks:?}"
+    );
+    // Its slices nest and run forward in time on their track.
+    let mut last: std::collections::HashMap<(u64, u64), f64> = Default::default();
+    let mut ends: std::collections::HashMap<(u64, u64), Vec<f64>> = Default::default();
+    let mut names = std::collections::BTreeSet::new();
+    for e in events.iter().filter(|e| e["cat"] == "cpu") {
+        assert_eq!(e["ph"], "X", "{e}");
+        let key = (e["pid"].as_u64().unwrap(), e["tid"].as_u64().unwrap());
+        let (ts, dur) = (e["ts"].as_f64().unwrap(), e["dur"].as_f64().unwrap());
+        assert!(ts >= *last.get(&key).unwrap_or(&0.0), "time runs back on {key:?}: {e}");
+        last.insert(key, ts);
+        // The enclosing slices still open at `ts` must contain this one.
+        let open = ends.entry(key).or_default();
+        open.retain(|&end| end > ts);
+        assert!(
+            open.iter().all(|&end| end + 0.001 >= ts + dur),
+            "a slice crosses its parent's end: {e}"
+        );
+        open.push(ts + dur);
+        names.insert(e["name"].as_str().unwrap().to_owned());
+    }
+    for f in [
+        "buildExport fixtures/cpu-app/lib/export.js:9",
+        "verifyPassword fixtures/cpu-app/lib/middleware/auth.js:6",
+        "blur fixtures/cpu-app/lib/workers/blur.js:5",
+    ] {
+        assert!(names.contains(f), "no {f} slice: {names:?}");
+    }
+
+    // speedscope: a sampled profile per thread, the worker's with its blur.
+    let ss = scratch.path("t.speedscope.json");
+    let out = Command::new(asynctrace())
+        .args(["export", "--format", "speedscope", "--weight", "cpu", "-o"])
+        .arg(&ss)
+        .arg(app_trace())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "export failed: {}", stderr(&out));
+    let doc: Value = serde_json::from_slice(&std::fs::read(&ss).unwrap()).unwrap();
+    let frames = doc["shared"]["frames"].as_array().unwrap();
+    let blur = frames
+        .iter()
+        .position(|f| f["name"] == "blur fixtures/cpu-app/lib/workers/blur.js:5")
+        .expect("a blur frame");
+    let worker = doc["profiles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"].as_str().is_some_and(|n| n.contains("thread 1")))
+        .expect("a worker profile");
+    assert!(
+        worker["samples"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s.as_array().unwrap().contains(&Value::from(blur))),
+        "the worker's profile has no blur"
+    );
+}
