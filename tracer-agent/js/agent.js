@@ -527,7 +527,7 @@
         }
       },
       after(id) {
-        if (id <= ownMax && ownSignalIds.includes(id)) return;
+        if (id <= ownMax && skipping.has(id)) return void skipping.delete(id);
         try {
           event(AFTER, id, 0, 0, precise ? preciseNow() : -1);
         } catch (_) {
@@ -536,7 +536,7 @@
         if (cpuNext !== 0 && now() >= cpuNext) cpuFlush(false);
       },
       destroy(id) {
-        if (id <= ownMax && ownSignalIds.includes(id)) return;
+        if (id <= ownMax && ownSignals.has(id)) return;
         try {
           event(DESTROY, id, 0, 0, -1);
           if (httpPending.size !== 0) httpPending.delete(id);
@@ -573,7 +573,10 @@
     const CPU_FLUSH_NS = Number(process.env.ASYNCTRACE_CPU_FLUSH_MS || 1000) * 1e6;
     let cpuNext = 0; // when the next chunk is due (0: sampling off)
     let cpuSession = null;
-    let ownSignalIds = [];
+    // Our signal handles (async id -> signal). The app's own listeners for the same signal run
+    // under the same handle: its callbacks are skipped only while ours is the only listener.
+    const ownSignals = new Map();
+    const skipping = new Set();
     let ownMax = -1;
     let firstInit = Infinity; // ids below it were created before our hook
     const preHook = new Set();
@@ -710,7 +713,16 @@
     }
     // Ids created before our hook: the agent's own (skipped) and the app's (their type, once).
     function beforeUnseen(id) {
-      if (id <= ownMax && ownSignalIds.includes(id)) return true;
+      if (id <= ownMax && ownSignals.has(id)) {
+        let ours = true;
+        try {
+          ours = process.listenerCount(ownSignals.get(id)) <= 1;
+        } catch (_) {}
+        if (ours) {
+          skipping.add(id);
+          return true;
+        }
+      }
       if (!preHook.has(id) && preHook.size < 4096) {
         preHook.add(id);
         let type = '';
@@ -743,12 +755,20 @@
       // Ctrl-C and SIGTERM: write the last chunk, then let the signal do what it would have
       // done. Only when the app does not listen itself: our listener then re-raises it.
       if (cpuSession !== null && isMainThread) {
+        let probing = '';
         const probe = asyncHooks.createHook({
-          init(id) {
-            ownSignalIds.push(id);
+          init(id, type) {
+            if (type === 'SIGNALWRAP') ownSignals.set(id, probing);
           },
         });
         const onSignal = (sig) => {
+          // The app listens too: it decides what happens; sampling goes on.
+          if (process.listenerCount(sig) > 1) {
+            try {
+              cpuFlush(false);
+            } catch (_) {}
+            return;
+          }
           try {
             cpuFlush(true);
           } catch (_) {}
@@ -760,13 +780,15 @@
         };
         try {
           probe.enable();
+          probing = 'SIGINT';
           process.on('SIGINT', onSignal);
+          probing = 'SIGTERM';
           process.on('SIGTERM', onSignal);
         } catch (_) {
         } finally {
           probe.disable();
         }
-        for (const id of ownSignalIds) ownMax = Math.max(ownMax, id);
+        for (const id of ownSignals.keys()) ownMax = Math.max(ownMax, id);
       }
     }
     // ===== end of CPU samples ===================================================================
