@@ -526,3 +526,84 @@ impl CpuByToken {
         h.finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn note(stream: StreamId, code: u32, a: u64, b: u64, text: Option<StringId>) -> Event {
+        Event {
+            stream,
+            time_ns: 0,
+            id: 0,
+            kind: EventKind::Note { code, a, b, text },
+        }
+    }
+
+    #[test]
+    fn samples_land_in_the_innermost_callback_running_at_their_time() {
+        let mut w = Windows::default();
+        w.open(0, 10, 1_000, 0);
+        w.open(0, 11, 1_500, 0); // nested in 10
+        w.close(0, 11, 2_000, 11);
+        w.close(0, 10, 3_000, 10);
+        w.open(0, 12, 5_000, 12);
+        assert_eq!(w.find(0, 1_200), Some(10));
+        assert_eq!(w.find(0, 1_700), Some(11));
+        assert_eq!(w.find(0, 2_500), Some(10));
+        assert_eq!(w.find(0, 4_000), None, "between callbacks");
+        assert_eq!(w.find(0, 9_000), Some(12), "still running");
+        assert_eq!(w.find(1, 1_200), None, "another thread");
+        w.prune(0, 3_500);
+        assert_eq!(w.find(0, 2_500), None, "ended before the chunk's end: forgotten");
+        assert_eq!(w.find(0, 9_000), Some(12));
+    }
+
+    #[test]
+    fn notes_decode_into_samples_on_the_trace_clock() {
+        let mut cpu = Cpu::default();
+        let start_ns = 5_000_000;
+        // A chunk from 6 ms (CLOCK_MONOTONIC µs), two nodes, two samples 1 ms apart.
+        assert_eq!(
+            cpu.apply_at(start_ns, 100_000, &note(0, notes::CPU_CHUNK, 6_000, 1_000, None)),
+            CpuStep::Other
+        );
+        cpu.apply_at(start_ns, 100_000, &note(0, notes::CPU_FRAME, 1, 0, Some(7)));
+        cpu.apply_at(start_ns, 100_000, &note(0, notes::CPU_FRAME, 2, 1, Some(8)));
+        let s1 = cpu.apply_at(start_ns, 100_000, &note(0, notes::CPU_SAMPLE, 2, 500, None));
+        let s2 = cpu.apply_at(start_ns, 100_000, &note(0, notes::CPU_SAMPLE, 1, 1_000, None));
+        let CpuStep::Sample(s1) = s1 else { panic!("{s1:?}") };
+        let CpuStep::Sample(s2) = s2 else { panic!("{s2:?}") };
+        assert_eq!((s1.node, s1.time_ns, s1.event_clock_ns), (2, 1_500_000, 1_450_000));
+        assert_eq!((s2.node, s2.time_ns), (1, 2_500_000));
+        assert_eq!(cpu.stack(0, 2), vec![2, 1]);
+        assert_eq!(cpu.frame_id(0, 2), Some(8));
+        assert_eq!(cpu.stream_interval_us(0), 1_000);
+        let end = cpu.apply_at(start_ns, 100_000, &note(0, notes::CPU_CHUNK_END, 8_000, 3, None));
+        assert_eq!(
+            end,
+            CpuStep::ChunkEnd {
+                stream: 0,
+                time_ns: 3_000_000
+            }
+        );
+        assert_eq!((cpu.samples, cpu.idle), (2, 3));
+        // Not a CPU note, and a wild node id: ignored.
+        assert_eq!(
+            cpu.apply_at(start_ns, 100_000, &note(0, notes::UNSEEN_TYPE, 1, 0, Some(9))),
+            CpuStep::None
+        );
+        cpu.apply_at(start_ns, 100_000, &note(0, notes::CPU_FRAME, u64::MAX, 0, Some(9)));
+        assert_eq!(cpu.frame_id(0, 3), None);
+    }
+
+    #[test]
+    fn frames_read_as_app_code_or_not() {
+        assert!(is_user("verifyPassword\tlib/auth.js:9:10"));
+        assert!(!is_user("pbkdf2Sync\tnode:internal/crypto/pbkdf2:62:1"));
+        assert!(!is_user("get\tnode_modules/express/lib/router.js:1:1"));
+        assert!(!is_user("(garbage collector)"));
+        assert_eq!(short_frame("blur\tlib/blur.js:5:10"), "blur lib/blur.js:5");
+        assert_eq!(short_frame("(program)"), "(program)");
+    }
+}
