@@ -249,6 +249,18 @@ fn flame_cpu_continues_each_async_path_with_its_sampled_stack() {
             && l.contains(";blur fixtures/cpu-app/lib/workers/blur.js:5")),
         "no worker root with blur:\n{text}"
     );
+    // `--weight sync` gains the same leaves: the export's sync time under buildExport.
+    let out = Command::new(asynctrace())
+        .args(["flame", "--folded"])
+        .arg(app_trace())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "flame failed: {}", stderr(&out));
+    let sync = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        sync.lines().any(|l| l.contains(";HTTPINCOMINGMESSAGE;") && l.contains(";buildExport fixtures/cpu-app/lib/export.js:9")),
+        "no sync leaves:\n{sync}"
+    );
     // Weights are whole samples: multiples of the 1 ms default interval, in µs.
     for l in &lines {
         let w: u64 = l.rsplit(' ').next().unwrap().parse().unwrap();

@@ -185,7 +185,7 @@ pub fn fold<R: Read>(mut reader: TraceReader<R>, opts: &FoldOptions) -> Result<F
         weights: Vec::new(),
         timeline: Vec::new(),
         streams: Vec::new(),
-        cpu: (opts.weight == Weight::Cpu)
+        cpu: matches!(opts.weight, Weight::Cpu | Weight::Sync)
             .then(|| cpu_fold::CpuFold::new(reader.meta().start_ns, reader.meta().clock_tick_ns)),
     };
     let mut input = Input::default();
@@ -209,6 +209,8 @@ pub fn fold<R: Read>(mut reader: TraceReader<R>, opts: &FoldOptions) -> Result<F
         }
         unended += st.unended;
     }
+    // Callbacks still waiting for samples: none will come now.
+    f.release_all(&mut input);
     let unit = |ns: u64| match opts.weight {
         Weight::Count => ns,
         Weight::Sync | Weight::Async | Weight::Cpu => (ns + 500) / 1000,
@@ -402,7 +404,7 @@ impl Folder {
             parent.nested += dur;
         }
         if self.opts.weight == Weight::Sync {
-            self.add(stream, o.path, dur.saturating_sub(o.nested), o.start);
+            self.add_sync(stream, o.id, o.path, dur.saturating_sub(o.nested), o.start, t);
         }
         if let Some(r) = st.live.get_mut(&o.id) {
             r.wait_from = t;
