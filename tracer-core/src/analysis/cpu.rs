@@ -66,7 +66,7 @@ pub struct Cpu {
     /// (stream, node) -> line -> ticks.
     lines: FxMap<(StreamId, u32), FxMap<u32, u64>>,
     pub samples: u64,
-    /// Samples the agent left out (the thread idle, or in the agent's own code).
+    /// Samples the agent left out (the thread idle, or no room in the ring).
     pub idle: u64,
     /// Largest sampling interval seen, µs.
     pub interval_us: u64,

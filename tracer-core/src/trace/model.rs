@@ -127,7 +127,8 @@ pub mod notes {
     /// learned at its first callback: the id is the resource's, text the constructor's name.
     pub const UNSEEN_TYPE: u32 = 68;
     /// A chunk of samples ends (id 0): `a` its end time in CLOCK_MONOTONIC microseconds, `b`
-    /// the samples left out (idle, or the agent's own frames).
+    /// the samples left out: the thread had no JavaScript on its stack (idle), or the ring had
+    /// no room for them.
     pub const CPU_CHUNK_END: u32 = 69;
 }
 
