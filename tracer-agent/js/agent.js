@@ -567,8 +567,9 @@
     // (codes in tracer-core/src/trace/model.rs, `notes`): CPU_CHUNK (start time, interval),
     // CPU_FRAME (stable node id, parent, "function\tfile:line:col"), CPU_SAMPLE (node, µs
     // since the previous sample), CPU_LINES (node, line, ticks), CPU_CHUNK_END (end time,
-    // samples left out: idle, or no room in the ring). Node ids are kept stable across chunks. Samples of a thread
-    // with no JS on its stack (waiting for I/O) are left out, only counted.
+    // samples left out: idle, or no room in the ring). Node ids are kept stable across
+    // chunks. Samples of a thread with no JS on its stack (waiting for I/O) are left out, only
+    // counted.
     const CPU_INTERVAL_US = Number(process.env.ASYNCTRACE_CPU_INTERVAL_US || 0);
     const CPU_FLUSH_NS = Number(process.env.ASYNCTRACE_CPU_FLUSH_MS || 1000) * 1e6;
     let cpuNext = 0; // when the next chunk is due (0: sampling off)
