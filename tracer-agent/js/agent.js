@@ -536,7 +536,7 @@
         if (cpuNext !== 0 && now() >= cpuNext) cpuFlush(false);
       },
       destroy(id) {
-        if (id <= ownMax && ownSignals.has(id)) return;
+        if (id <= ownMax && (ownSignals.has(id) || ownOther.has(id))) return;
         try {
           event(DESTROY, id, 0, 0, -1);
           if (httpPending.size !== 0) httpPending.delete(id);
@@ -577,6 +577,8 @@
     // Our signal handles (async id -> signal). The app's own listeners for the same signal run
     // under the same handle: its callbacks are skipped only while ours is the only listener.
     const ownSignals = new Map();
+    // Other resources Node makes for our listeners (a tick in a child with an IPC channel).
+    const ownOther = new Set();
     const skipping = new Set();
     let ownMax = -1;
     let firstInit = Infinity; // ids below it were created before our hook
@@ -714,6 +716,10 @@
     }
     // Ids created before our hook: the agent's own (skipped) and the app's (their type, once).
     function beforeUnseen(id) {
+      if (id <= ownMax && ownOther.has(id)) {
+        skipping.add(id);
+        return true;
+      }
       if (id <= ownMax && ownSignals.has(id)) {
         let ours = true;
         try {
@@ -760,6 +766,7 @@
         const probe = asyncHooks.createHook({
           init(id, type) {
             if (type === 'SIGNALWRAP') ownSignals.set(id, probing);
+            else ownOther.add(id);
           },
         });
         const onSignal = (sig) => {
@@ -790,6 +797,7 @@
           probe.disable();
         }
         for (const id of ownSignals.keys()) ownMax = Math.max(ownMax, id);
+        for (const id of ownOther) ownMax = Math.max(ownMax, id);
       }
     }
     // ===== end of CPU samples ===================================================================
