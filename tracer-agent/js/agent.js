@@ -662,11 +662,15 @@
       const deltas = p.timeDeltas || [];
       let idle = 0;
       let gap = 0;
+      // V8 may list a sample a little before the one it follows (a negative delta): times are
+      // kept from never running back, without shifting the samples after it.
       let at = p.startTime;
+      let last = Math.round(p.startTime);
       for (let i = 0; i < samples.length; i++) {
-        const d = Math.max(0, Math.round(deltas[i] || 0));
-        at += d;
-        gap += d;
+        at += deltas[i] || 0;
+        const tt = Math.max(last, Math.round(at));
+        gap += tt - last;
+        last = tt;
         const s = resolve(samples[i]);
         if (s === 0 || skip.has(samples[i])) {
           idle++;
@@ -688,7 +692,7 @@
         if (!s) continue;
         for (let k = 0; k < pt.length; k++) if (room(1)) put(NOTE + 67 * 16, 0, s, pt[k].line * 1048576 + Math.min(pt[k].ticks, 1048575));
       }
-      if (room(1)) put(NOTE + 69 * 16, 0, Math.round(Math.max(p.endTime, at)), idle);
+      if (room(1)) put(NOTE + 69 * 16, 0, Math.max(Math.round(p.endTime), last), idle);
       publish();
     }
     function cpuFlush(last) {

@@ -95,7 +95,10 @@ impl<W: Write> Chrome<W> {
                 }
             }
         };
-        let gap = !tr.stack.is_empty() && s.time_ns > tr.last_ns + 2 * interval_ns;
+        // A track's time never runs back (a chunk may start before the last one's final sample
+        // by a few µs), so every slice stays inside its parent.
+        let time_ns = s.time_ns.max(tr.last_ns);
+        let gap = !tr.stack.is_empty() && time_ns > tr.last_ns + 2 * interval_ns;
         let outside = !self.filter.contains(s.time_ns);
         if gap || outside {
             let end = tr.last_ns + interval_ns;
@@ -105,11 +108,11 @@ impl<W: Write> Chrome<W> {
             let mut stack = c.cpu.stack(stream, s.node);
             stack.reverse();
             let common = tr.stack.iter().zip(&stack).take_while(|(a, b)| a.0 == **b).count();
-            self.cpu_pop(c, input, stream, &mut tr, common, s.time_ns)?;
+            self.cpu_pop(c, input, stream, &mut tr, common, time_ns)?;
             for &node in &stack[common..] {
-                tr.stack.push((node, s.time_ns));
+                tr.stack.push((node, time_ns));
             }
-            tr.last_ns = s.time_ns;
+            tr.last_ns = time_ns;
         }
         c.tracks.insert(stream, tr);
         Ok(())
@@ -144,7 +147,7 @@ impl<W: Write> Chrome<W> {
                 self.buf.extend_from_slice(b"{\"ph\":\"X\",\"cat\":\"cpu\",\"ts\":");
                 push_us(&mut self.buf, start);
                 self.buf.extend_from_slice(b",\"dur\":");
-                push_us(&mut self.buf, end - start);
+                push_us(&mut self.buf, end.saturating_sub(start));
                 self.buf.extend_from_slice(&tr.track);
                 self.buf.extend_from_slice(b",\"name\":");
                 self.buf.extend_from_slice(name);
