@@ -31,6 +31,7 @@ if (!fs.existsSync(bin)) {
   process.exit(1);
 }
 
+const only = opt('--workload', null);
 const workloads = [
   { name: 'promises', script: path.join(work, 'promises.js') },
   { name: 'http', script: path.join(work, 'http-load.js') },
@@ -40,7 +41,9 @@ const variants = [
   { name: 'no hook', cmd: (w) => [node, w.script] },
   { name: 'empty hook', cmd: (w) => [node, '--require', path.join(work, 'empty-hook.js'), w.script] },
   { name: 'record, stacks off', record: ['--stacks', 'off'] },
-  { name: 'record (default: stacks auto)', record: [] },
+  { name: 'record, stacks auto, --cpu off', record: ['--cpu', 'off'] },
+  { name: 'record (default: stacks auto, CPU samples every 1 ms)', record: [] },
+  { name: 'record, CPU samples every 100 µs', record: ['--cpu-interval', '100'], only: 'http' },
   { name: 'record, stacks off, --precise', record: ['--stacks', 'off', '--precise'], only: 'promises' },
   // Every stack, for the cost of site capture; slow, so only on the promise workload.
   { name: 'record, stacks on', record: ['--stacks', 'on'], only: 'promises' },
@@ -83,7 +86,7 @@ const f1 = (x) => x.toFixed(1);
 const out = [];
 out.push(`Node ${spawnSync(node, ['--version'], { encoding: 'utf8' }).stdout.trim()}, ${os.cpus().length} cores, ${rounds} interleaved rounds, ${new Date().toISOString().slice(0, 10)}.`);
 out.push('');
-for (const w of workloads) {
+for (const w of workloads.filter((x) => !only || x.name === only)) {
   const results = new Map(variants.map((v) => [v.name, []]));
   for (let r = 0; r < rounds; r++) {
     for (const v of variants) if (!v.only || v.only === w.name) results.get(v.name).push(run(w, v, r));

@@ -28,7 +28,9 @@ fn callback_durations_us(tag: &str, extra: &[&str]) -> Vec<f64> {
         .as_array()
         .unwrap()
         .iter()
-        .filter(|e| e["ph"] == "X" && e["name"].as_str().is_some_and(|n| n.contains("short-callbacks.js")))
+        .filter(|e| {
+            e["ph"] == "X" && e["cat"] != "cpu" && e["name"].as_str().is_some_and(|n| n.contains("short-callbacks.js"))
+        })
         .map(|e| e["dur"].as_f64().unwrap())
         .collect();
     assert_eq!(durations.len(), 100, "one slice per callback: {durations:?}");

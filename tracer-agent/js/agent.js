@@ -499,6 +499,7 @@
     }
     const hooks = {
       init(id, type, trigger, resource) {
+        if (id < firstInit) firstInit = id;
         try {
           const t = typeId(type);
           if (t === 0) return lost();
@@ -510,6 +511,7 @@
         }
       },
       before(id) {
+        if (id < firstInit && beforeUnseen(id)) return;
         try {
           event(BEFORE, id, 0, 0, precise ? preciseNow() : -1);
         } catch (_) {
@@ -525,13 +527,16 @@
         }
       },
       after(id) {
+        if (id <= ownMax && skipping.has(id)) return void skipping.delete(id);
         try {
           event(AFTER, id, 0, 0, precise ? preciseNow() : -1);
         } catch (_) {
           lost();
         }
+        if (cpuNext !== 0 && now() >= cpuNext) cpuFlush(false);
       },
       destroy(id) {
+        if (id <= ownMax && (ownSignals.has(id) || ownOther.has(id))) return;
         try {
           event(DESTROY, id, 0, 0, -1);
           if (httpPending.size !== 0) httpPending.delete(id);
@@ -549,6 +554,257 @@
       },
     };
     const hook = asyncHooks.createHook(hooks);
+
+    // ===== CPU samples ==========================================================================
+    // V8's sampling profiler, driven through an in-thread inspector session: it runs in every
+    // thread (main and workers) with no native code of ours, its sample times are
+    // CLOCK_MONOTONIC microseconds (the trace's clock), and `Profiler.stop` answers
+    // synchronously. The session creates no async resource; the signal listeners below are
+    // made under a probe hook that learns their ids, and the hooks skip those ids.
+    //
+    // A chunk (stop, write, start again) is written from an `after` hook once CPU_FLUSH_NS have
+    // passed, at exit, and on SIGINT/SIGTERM: a killed app loses at most the last chunk. Notes
+    // (codes in tracer-core/src/trace/model.rs, `notes`): CPU_CHUNK (start time, interval),
+    // CPU_FRAME (stable node id, parent, "function\tfile:line:col"), CPU_SAMPLE (node, µs
+    // since the previous sample), CPU_LINES (node, line, ticks), CPU_CHUNK_END (end time,
+    // samples left out: idle, or no room in the ring). Node ids are kept stable across
+    // chunks. Samples of a thread with no JS on its stack (waiting for I/O) are left out, only
+    // counted.
+    const CPU_INTERVAL_US = Number(process.env.ASYNCTRACE_CPU_INTERVAL_US || 0);
+    const CPU_FLUSH_NS = Number(process.env.ASYNCTRACE_CPU_FLUSH_MS || 1000) * 1e6;
+    let cpuNext = 0; // when the next chunk is due (0: sampling off)
+    let cpuSession = null;
+    // Our signal handles (async id -> signal). The app's own listeners for the same signal run
+    // under the same handle: its callbacks are skipped only while ours is the only listener.
+    const ownSignals = new Map();
+    // Other resources Node makes for our listeners (a tick in a child with an IPC channel).
+    const ownOther = new Set();
+    const skipping = new Set();
+    let ownMax = -1;
+    let firstInit = Infinity; // ids below it were created before our hook
+    const preHook = new Set();
+    const cpuNodes = new Map(); // "parent|frame" -> stable id
+    const cpuTexts = new Map(); // frame text -> string id
+    let cpuNextNode = 1;
+    // The agent's own work inside a callback (creation stacks) is the app's cost too: it is
+    // kept, as one frame, whatever the agent called.
+    const AGENT_FRAME = '(asynctrace agent)';
+    function noteShared(code, id, a, b, text) {
+      let sid = cpuTexts.get(text);
+      if (sid === undefined) {
+        sid = nextStringId++;
+        if (!room(2) || !defineString(sid, text)) return false;
+        cpuTexts.set(text, sid);
+      }
+      if (!room(1)) return false;
+      put(NOTE + code * 16 + sid * B, id, a, b);
+      return true;
+    }
+    function cpuFrameText(cf) {
+      if (cf.url === AGENT_FILE || cf.url === 'file://' + AGENT_FILE) return AGENT_FRAME;
+      let file = cf.url || '';
+      if (file.startsWith('file://')) file = decodeURIComponent(file.slice(7));
+      if (file.startsWith(cwdPrefix)) file = file.slice(cwdPrefix.length);
+      const fn = cf.functionName || (file === '' ? '(native)' : '(anonymous)');
+      return file === '' ? fn : fn + '\t' + file + ':' + (cf.lineNumber + 1) + ':' + (cf.columnNumber + 1);
+    }
+    function cpuWrite(p) {
+      const nodes = p.nodes;
+      const byId = new Map();
+      for (let i = 0; i < nodes.length; i++) byId.set(nodes[i].id, nodes[i]);
+      const parent = new Map();
+      for (let i = 0; i < nodes.length; i++) {
+        const c = nodes[i].children;
+        if (c) for (let k = 0; k < c.length; k++) parent.set(c[k], nodes[i].id);
+      }
+      const stable = new Map(); // chunk node id -> stable id (0: the root)
+      const skip = new Set(); // idle
+      const agent = new Set(); // the agent's frames and what they called
+      function resolve(id) {
+        let s = stable.get(id);
+        if (s !== undefined) return s;
+        const n = byId.get(id);
+        const up = parent.get(id);
+        if (n === undefined || up === undefined) {
+          stable.set(id, 0);
+          return 0;
+        }
+        const ps = resolve(up);
+        if (agent.has(up)) {
+          agent.add(id);
+          stable.set(id, ps);
+          return ps;
+        }
+        const text = cpuFrameText(n.callFrame);
+        if (ps === 0 && (text === '(idle)' || text === '(program)')) skip.add(id);
+        if (skip.has(up)) skip.add(id);
+        if (text === AGENT_FRAME) agent.add(id);
+        const key = ps + '|' + text;
+        s = cpuNodes.get(key);
+        if (s === undefined) {
+          s = cpuNextNode++;
+          if (!noteShared(64, 0, s, ps, text)) {
+            cpuNextNode--;
+            s = 0;
+          } else cpuNodes.set(key, s);
+        }
+        stable.set(id, s);
+        return s;
+      }
+      const t = now();
+      if (t !== lastClock && room(1)) {
+        lastClock = t;
+        put(CLOCK, t, 0, 0);
+      }
+      if (!room(1)) return;
+      put(NOTE + 66 * 16, 0, Math.round(p.startTime), CPU_INTERVAL_US);
+      const samples = p.samples || [];
+      const deltas = p.timeDeltas || [];
+      let idle = 0;
+      let gap = 0;
+      // V8 may list a sample a little before the one it follows (a negative delta): times are
+      // kept from never running back, without shifting the samples after it.
+      let at = p.startTime;
+      let last = Math.round(p.startTime);
+      for (let i = 0; i < samples.length; i++) {
+        at += deltas[i] || 0;
+        const tt = Math.max(last, Math.round(at));
+        gap += tt - last;
+        last = tt;
+        const s = resolve(samples[i]);
+        if (s === 0 || skip.has(samples[i])) {
+          idle++;
+          continue;
+        }
+        if (!room(1)) {
+          idle++;
+          continue;
+        }
+        put(NOTE + 65 * 16, 0, s, gap);
+        gap = 0;
+      }
+      // Line ticks of user code: the hottest line of a function (V8 keeps lines per node).
+      for (let i = 0; i < nodes.length; i++) {
+        const n = nodes[i];
+        const pt = n.positionTicks;
+        if (!pt || pt.length === 0 || skip.has(n.id) || agent.has(n.id)) continue;
+        const s = stable.get(n.id);
+        if (!s) continue;
+        for (let k = 0; k < pt.length; k++) if (room(1)) put(NOTE + 67 * 16, 0, s, pt[k].line * 1048576 + Math.min(pt[k].ticks, 1048575));
+      }
+      if (room(1)) put(NOTE + 69 * 16, 0, Math.max(Math.round(p.endTime), last), idle);
+      publish();
+    }
+    function cpuFlush(last) {
+      if (cpuSession === null) return;
+      cpuNext = last ? 0 : now() + CPU_FLUSH_NS;
+      let p = null;
+      try {
+        cpuSession.post('Profiler.stop', (e, r) => {
+          if (!e && r) p = r.profile;
+        });
+        if (p) cpuWrite(p);
+      } catch (_) {
+        // A chunk is lost, never the app's events.
+      }
+      if (last) {
+        cpuSession = null;
+        return;
+      }
+      try {
+        cpuSession.post('Profiler.start');
+      } catch (_) {
+        cpuSession = null;
+        cpuNext = 0;
+      }
+    }
+    // Ids created before our hook: the agent's own (skipped) and the app's (their type, once).
+    function beforeUnseen(id) {
+      if (id <= ownMax && ownOther.has(id)) {
+        skipping.add(id);
+        return true;
+      }
+      if (id <= ownMax && ownSignals.has(id)) {
+        let ours = true;
+        try {
+          ours = process.listenerCount(ownSignals.get(id)) <= 1;
+        } catch (_) {}
+        if (ours) {
+          skipping.add(id);
+          return true;
+        }
+      }
+      if (!preHook.has(id) && preHook.size < 4096) {
+        preHook.add(id);
+        let type = '';
+        try {
+          const r = asyncHooks.executionAsyncResource();
+          type = r && r.constructor && typeof r.constructor.name === 'string' ? r.constructor.name : '';
+        } catch (_) {}
+        if (type !== '' && noteShared(68, id, 0, 0, type)) publish();
+      }
+      return false;
+    }
+    if (CPU_INTERVAL_US > 0) {
+      try {
+        const { Session } = require('inspector');
+        const s = new Session();
+        s.connect();
+        let failed = null;
+        const check = (e) => {
+          if (e) failed = e;
+        };
+        s.post('Profiler.enable', check);
+        s.post('Profiler.setSamplingInterval', { interval: CPU_INTERVAL_US }, check);
+        s.post('Profiler.start', check);
+        if (failed) throw failed;
+        cpuSession = s;
+        cpuNext = now() + CPU_FLUSH_NS;
+      } catch (e) {
+        say(`CPU samples are off in thread ${threadId} of pid ${process.pid} (${e && e.message ? e.message : e})`);
+      }
+      // Ctrl-C and SIGTERM: write the last chunk, then let the signal do what it would have
+      // done. Only when the app does not listen itself: our listener then re-raises it.
+      if (cpuSession !== null && isMainThread) {
+        let probing = '';
+        const probe = asyncHooks.createHook({
+          init(id, type) {
+            if (type === 'SIGNALWRAP') ownSignals.set(id, probing);
+            else ownOther.add(id);
+          },
+        });
+        const onSignal = (sig) => {
+          // The app listens too: it decides what happens; sampling goes on.
+          if (process.listenerCount(sig) > 1) {
+            try {
+              cpuFlush(false);
+            } catch (_) {}
+            return;
+          }
+          try {
+            cpuFlush(true);
+          } catch (_) {}
+          try {
+            process.removeListener('SIGINT', onSignal);
+            process.removeListener('SIGTERM', onSignal);
+            if (process.listenerCount(sig) === 0) process.kill(process.pid, sig);
+          } catch (_) {}
+        };
+        try {
+          probe.enable();
+          probing = 'SIGINT';
+          process.on('SIGINT', onSignal);
+          probing = 'SIGTERM';
+          process.on('SIGTERM', onSignal);
+        } catch (_) {
+        } finally {
+          probe.disable();
+        }
+        for (const id of ownSignals.keys()) ownMax = Math.max(ownMax, id);
+        for (const id of ownOther) ownMax = Math.max(ownMax, id);
+      }
+    }
+    // ===== end of CPU samples ===================================================================
 
     const meta = JSON.stringify({
       pid: process.pid,
@@ -569,6 +825,7 @@
     function finish(code) {
       if (finished) return;
       finished = true;
+      cpuFlush(true);
       // The hook stays enabled: exit listeners registered after ours (and Node's own exit work)
       // still create resources, and the reader keeps draining until the thread is really gone.
       if (room(1)) put(EXIT, code | 0, seen, dropped);

@@ -86,6 +86,13 @@ pub struct RecordArgs {
     /// `on` records every one (slow on promise-heavy apps); `off` records none.
     #[arg(long, value_enum, default_value_t = Stacks::Auto)]
     pub stacks: Stacks,
+    /// CPU samples: V8's sampling profiler in every thread, so reports can say which functions
+    /// ran inside each callback. `off` records none.
+    #[arg(long, value_enum, default_value_t = Cpu::On)]
+    pub cpu: Cpu,
+    /// Microseconds between CPU samples (default 1000: see BENCHMARKS.md for the cost).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(50..=1_000_000))]
+    pub cpu_interval: u32,
     /// Print no summary when the app ends.
     #[arg(short, long)]
     pub quiet: bool,
@@ -94,12 +101,29 @@ pub struct RecordArgs {
     pub command: Vec<OsString>,
 }
 
+/// Whether the agent samples the CPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Cpu {
+    On,
+    Off,
+}
+
 /// When the agent captures creation stacks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Stacks {
     Auto,
     On,
     Off,
+}
+
+impl RecordArgs {
+    /// What the agent is told: 0 is off.
+    pub fn cpu_interval_us(&self) -> u32 {
+        match self.cpu {
+            Cpu::On => self.cpu_interval,
+            Cpu::Off => 0,
+        }
+    }
 }
 
 impl Stacks {
@@ -147,6 +171,8 @@ pub enum WeightArg {
     Async,
     /// Resources created.
     Count,
+    /// CPU samples (µs): the async path continued by the JS stack sampled in its callback.
+    Cpu,
 }
 
 /// Which processes, threads and time window to look at.

@@ -68,8 +68,15 @@ fn draw(trace: &Path, folded: &Folded, flamechart: bool, out: impl Write) -> any
     let what = match folded.weight {
         Weight::Sync => "time in callbacks",
         Weight::Async => "async wait",
+        Weight::Cpu => "CPU samples",
         _ => "resources created",
     };
+    if lines.is_empty() && folded.weight == Weight::Cpu {
+        bail!(
+            "nothing to draw: no CPU samples in {} (recorded with --cpu off, or by an older asynctrace)",
+            trace.display()
+        );
+    }
     if lines.is_empty() {
         bail!(
             "nothing to draw: no {what} in {} (try another --weight or a wider selection)",
@@ -97,6 +104,7 @@ fn draw(trace: &Path, folded: &Folded, flamechart: bool, out: impl Write) -> any
     opt.colors = Palette::Basic(match folded.weight {
         Weight::Async => BasicPalette::Aqua,
         Weight::Sync => BasicPalette::Hot,
+        Weight::Cpu => BasicPalette::Orange,
         _ => BasicPalette::Green,
     });
     opt.flame_chart = flamechart;
@@ -144,6 +152,7 @@ impl From<WeightArg> for Weight {
             WeightArg::Sync => Weight::Sync,
             WeightArg::Async => Weight::Async,
             WeightArg::Count => Weight::Count,
+            WeightArg::Cpu => Weight::Cpu,
         }
     }
 }

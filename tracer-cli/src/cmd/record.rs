@@ -56,7 +56,8 @@ pub fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
         .env("ASYNCTRACE_ADDON", &addon)
         .env("ASYNCTRACE_RING_RECORDS", args.ring_records.to_string())
         .env("ASYNCTRACE_CLOCK_US", args.clock_us.to_string())
-        .env("ASYNCTRACE_STACKS", args.stacks.as_str());
+        .env("ASYNCTRACE_STACKS", args.stacks.as_str())
+        .env("ASYNCTRACE_CPU_INTERVAL_US", args.cpu_interval_us().to_string());
     if args.precise {
         cmd.env("ASYNCTRACE_PRECISE", "1");
     }

@@ -45,6 +45,7 @@
 //! recently destroyed ancestors.
 
 mod context;
+pub mod cpu;
 pub mod growth;
 mod leaks;
 mod lifecycle;

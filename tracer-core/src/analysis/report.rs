@@ -241,7 +241,13 @@ pub fn write_slow_text(out: &mut impl Write, r: &SlowReport) -> io::Result<()> {
         if !c.finished {
             write!(out, " unfinished at exit")?;
         }
+        if c.no_init {
+            write!(out, " (created before the agent)")?;
+        }
         writeln!(out)?;
+        if let Some(cpu) = &c.cpu {
+            super::cpu::write_summary_text(out, cpu, "             ")?;
+        }
     }
     unended(out, r.unended)?;
     footer(out, r.dropped, r.invalid_ids, r.truncated)
@@ -308,6 +314,9 @@ pub fn write_requests_text(out: &mut impl Write, r: &RequestReport) -> io::Resul
                 s.id,
                 site(&s.site)
             )?;
+        }
+        if let Some(cpu) = &q.cpu {
+            super::cpu::write_summary_text(out, cpu, &" ".repeat(41))?;
         }
     }
     if (r.count as usize) > r.requests.len() {

@@ -82,6 +82,9 @@ pub struct Request {
     /// Resources in its subtree, itself included.
     pub resources: u64,
     pub segments: Vec<Segment>,
+    /// Its sync time by the functions that ran in its callbacks (CPU samples).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<super::cpu::CpuSummary>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -164,6 +167,7 @@ pub struct Requests {
     /// Per stream: callbacks of members running now (nested when > 1).
     active: Vec<Vec<(u64, Member)>>,
     tombs: Vec<Option<(Key, Member)>>,
+    cpu: super::cpu::CpuByToken,
 }
 
 impl Requests {
@@ -280,7 +284,17 @@ impl Requests {
         if self.opts.limit > 0 {
             kept.truncate(self.opts.limit);
         }
-        let rows = kept.iter().map(|a| row(cx, a)).collect();
+        let cpu_of = |cx: &Context, a: &Acc| {
+            let token = super::cpu::CpuByToken::token(a.stream, a.id, a.init_ns);
+            self.cpu.summary(cx, token, 5)
+        };
+        let rows = kept
+            .iter()
+            .map(|a| Request {
+                cpu: cpu_of(cx, a),
+                ..row(cx, a)
+            })
+            .collect();
         let mut lat = std::mem::take(&mut self.latencies_us);
         lat.sort_unstable();
         let pct = |p| percentile(&lat, p);
@@ -332,6 +346,7 @@ fn row(cx: &mut Context, a: &Acc) -> Request {
         wait_ms: super::ms(latency.saturating_sub(a.sync_ns)),
         resources: a.resources,
         segments,
+        cpu: None,
     }
 }
 
@@ -348,6 +363,9 @@ impl Pass for Requests {
     #[inline]
     fn event(&mut self, cx: &mut Context, ev: &Event) {
         let (stream, t) = (ev.stream, ev.time_ns);
+        if self.cpu.note(cx, ev) {
+            return;
+        }
         if let EventKind::Init { type_name, trigger, .. } = ev.kind {
             if self.incoming.is_none() && cx.string(type_name) == "HTTPINCOMINGMESSAGE" {
                 self.incoming = Some(type_name);
@@ -385,6 +403,12 @@ impl Pass for Requests {
                     active.remove(0);
                 }
                 active.push((ev.id, m));
+                if let Some(k) = self
+                    .acc(m)
+                    .map(|a| super::cpu::CpuByToken::token(a.stream, a.id, a.init_ns))
+                {
+                    self.cpu.before(stream, ev.id, t, k);
+                }
                 let Some(a) = self.acc(m) else { return };
                 let start = *a.start_ns.get_or_insert(t);
                 let wait = if idle >= start {
@@ -414,6 +438,12 @@ impl Pass for Requests {
             }
             Step::After { res, sync_ns, .. } if res.data.slot != NONE => {
                 let m = res.data;
+                // The request as it is now: a kept-alive parser's callback starts with the
+                // previous request and is labelled with the next.
+                let k = self
+                    .acc(m)
+                    .map(|a| super::cpu::CpuByToken::token(a.stream, a.id, a.init_ns));
+                self.cpu.after(stream, ev.id, t, k);
                 let active = self.active(stream);
                 if let Some(pos) = active.iter().rposition(|&(id, _)| id == ev.id) {
                     active.remove(pos);

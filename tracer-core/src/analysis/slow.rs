@@ -13,8 +13,9 @@ use std::collections::BinaryHeap;
 use serde::Serialize;
 
 use super::context::{Context, Pass};
-use super::lifecycle::{Lifecycle, Step};
-use crate::trace::{Event, StreamId, StringId};
+use super::cpu::{self, Cpu, CpuStep, CpuSummary, Profile, Windows};
+use super::lifecycle::{FxMap, Key, Lifecycle, Step};
+use crate::trace::{notes, Event, EventKind, StreamId, StringId};
 
 /// What `slow` looks for.
 #[derive(Debug, Clone)]
@@ -52,6 +53,13 @@ pub struct SlowCallback {
     /// False when the stream ended inside the callback.
     pub finished: bool,
     pub stack: Vec<String>,
+    /// False for a resource created before the agent's hook (a worker's internal port): its
+    /// type is the one the agent learned at its first callback.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub no_init: bool,
+    /// What ran in it, from the CPU samples (absent when the trace has none for it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<CpuSummary>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -84,7 +92,13 @@ struct Entry {
     finished: bool,
     type_name: StringId,
     stack: Option<StringId>,
+    /// Its CPU profile in [`Slow::profiles`] (0: none).
+    token: u64,
+    no_init: bool,
 }
+
+/// The type of a resource whose init is not in the trace and of which no note says more.
+const NO_TYPE: StringId = StringId::MAX;
 
 /// The pass.
 #[derive(Debug)]
@@ -96,6 +110,15 @@ pub struct Slow {
     blocked_ns: u64,
     /// Open at the end of a stream that dropped events.
     unended_at_end: u64,
+    cpu: Cpu,
+    windows: Windows,
+    /// CPU samples of the slow callbacks, by token.
+    profiles: FxMap<u64, Profile>,
+    next_token: u64,
+    /// Running callbacks of resources whose init is not in the trace: their start.
+    unseen: FxMap<Key, u64>,
+    unseen_types: FxMap<Key, StringId>,
+    unseen_callbacks: FxMap<Key, u32>,
 }
 
 impl Slow {
@@ -107,6 +130,13 @@ impl Slow {
             count: 0,
             blocked_ns: 0,
             unended_at_end: 0,
+            cpu: Cpu::default(),
+            windows: Windows::default(),
+            profiles: FxMap::default(),
+            next_token: 1,
+            unseen: FxMap::default(),
+            unseen_types: FxMap::default(),
+            unseen_callbacks: FxMap::default(),
         }
     }
 
@@ -122,8 +152,95 @@ impl Slow {
         if self.top.len() < self.opts.limit {
             self.top.push(Reverse(e));
         } else if self.top.peek().is_some_and(|min| e > min.0) {
-            self.top.pop();
+            if let Some(Reverse(out)) = self.top.pop() {
+                self.profiles.remove(&out.token);
+            }
             self.top.push(Reverse(e));
+        } else {
+            self.profiles.remove(&e.token);
+        }
+    }
+
+    /// A CPU note: samples go to the slow callback they fell in.
+    fn cpu_note(&mut self, cx: &Context, ev: &Event) -> bool {
+        match self.cpu.apply(cx, ev) {
+            CpuStep::None => {
+                if let EventKind::Note {
+                    code: notes::UNSEEN_TYPE,
+                    text: Some(t),
+                    ..
+                } = ev.kind
+                {
+                    self.unseen_types.insert((ev.stream, ev.id), t);
+                    return true;
+                }
+                false
+            }
+            CpuStep::Sample(s) => {
+                if let Some(p) = self
+                    .windows
+                    .find(s.stream, s.time_ns)
+                    .and_then(|t| self.profiles.get_mut(&t))
+                {
+                    p.add(&s);
+                }
+                true
+            }
+            CpuStep::ChunkEnd { stream, time_ns } => {
+                self.windows.prune(stream, time_ns);
+                true
+            }
+            CpuStep::Other => true,
+        }
+    }
+
+    /// A token for the samples of a callback over the threshold (0: not slow).
+    fn token_for(&mut self, sync_ns: u64) -> u64 {
+        if sync_ns <= self.opts.threshold_ns || self.opts.limit == 0 {
+            return 0;
+        }
+        let t = self.next_token;
+        self.next_token += 1;
+        self.profiles.insert(t, Profile::default());
+        t
+    }
+
+    /// A callback of a resource whose init is not in the trace (created before the hook).
+    fn unseen_event(&mut self, ev: &Event) {
+        let key = (ev.stream, ev.id);
+        match ev.kind {
+            EventKind::Before => {
+                self.unseen.insert(key, ev.time_ns);
+                *self.unseen_callbacks.entry(key).or_default() += 1;
+                self.windows.open(ev.stream, ev.id, ev.time_ns, 0);
+            }
+            EventKind::After => {
+                let Some(start) = self.unseen.remove(&key) else {
+                    return;
+                };
+                let sync_ns = ev.time_ns.saturating_sub(start);
+                let token = self.token_for(sync_ns);
+                self.windows.close(ev.stream, ev.id, ev.time_ns, token);
+                if sync_ns > self.opts.threshold_ns {
+                    self.offer(Entry {
+                        sync_ns,
+                        start: Reverse(start),
+                        stream: ev.stream,
+                        id: ev.id,
+                        callback: self.unseen_callbacks.get(&key).copied().unwrap_or(1),
+                        finished: true,
+                        type_name: self.unseen_types.get(&key).copied().unwrap_or(NO_TYPE),
+                        stack: None,
+                        token,
+                        no_init: true,
+                    });
+                }
+            }
+            EventKind::Destroy => {
+                self.unseen_types.remove(&key);
+                self.unseen_callbacks.remove(&key);
+            }
+            _ => {}
         }
     }
 
@@ -139,13 +256,22 @@ impl Slow {
                     pid: s.pid,
                     thread: s.thread,
                     id: e.id,
-                    type_name: cx.string(e.type_name).to_owned(),
+                    type_name: if e.type_name == NO_TYPE {
+                        "(no init)".to_owned()
+                    } else {
+                        cx.string(e.type_name).to_owned()
+                    },
                     site: cx.site_string(site),
                     sync_ms: super::ms(e.sync_ns),
                     start_ms: super::ms(e.start.0),
                     callback: e.callback,
                     finished: e.finished,
                     stack: cx.stack_frames(e.stack),
+                    no_init: e.no_init,
+                    cpu: self
+                        .profiles
+                        .get(&e.token)
+                        .and_then(|p| cpu::summarize(&self.cpu, cx, p, 5)),
                 }
             })
             .collect();
@@ -164,21 +290,34 @@ impl Slow {
 
 impl Pass for Slow {
     #[inline]
-    fn event(&mut self, _cx: &mut Context, ev: &Event) {
-        if let Step::After { res, start_ns, sync_ns } = self.life.apply(ev) {
-            if sync_ns > self.opts.threshold_ns {
-                let e = Entry {
-                    sync_ns,
-                    start: Reverse(start_ns),
-                    stream: ev.stream,
-                    id: ev.id,
-                    callback: res.callbacks,
-                    finished: true,
-                    type_name: res.type_name,
-                    stack: res.stack,
-                };
-                self.offer(e);
+    fn event(&mut self, cx: &mut Context, ev: &Event) {
+        if matches!(ev.kind, EventKind::Note { .. }) && self.cpu_note(cx, ev) {
+            return;
+        }
+        match self.life.apply(ev) {
+            Step::Before { .. } => self.windows.open(ev.stream, ev.id, ev.time_ns, 0),
+            Step::Unknown => self.unseen_event(ev),
+            Step::After { res, start_ns, sync_ns } => {
+                let (callbacks, type_name, stack) = (res.callbacks, res.type_name, res.stack);
+                let token = self.token_for(sync_ns);
+                self.windows.close(ev.stream, ev.id, ev.time_ns, token);
+                if sync_ns > self.opts.threshold_ns {
+                    let e = Entry {
+                        sync_ns,
+                        start: Reverse(start_ns),
+                        stream: ev.stream,
+                        id: ev.id,
+                        callback: callbacks,
+                        finished: true,
+                        type_name,
+                        stack,
+                        token,
+                        no_init: false,
+                    };
+                    self.offer(e);
+                }
             }
+            _ => {}
         }
     }
 
@@ -196,9 +335,15 @@ impl Pass for Slow {
                     finished: false,
                     type_name: res.type_name,
                     stack: res.stack,
+                    token: 0,
+                    no_init: false,
                 });
             }
         });
+        self.windows.clear(stream);
+        self.unseen.retain(|k, _| k.0 != stream);
+        self.unseen_types.retain(|k, _| k.0 != stream);
+        self.unseen_callbacks.retain(|k, _| k.0 != stream);
         if lossy {
             self.unended_at_end += open.len() as u64;
             return;

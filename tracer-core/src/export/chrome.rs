@@ -8,11 +8,15 @@
 //!   same id as its slice) from that callback to its own first callback; both ends are
 //!   written when that first callback starts, so every `s` has its `f`.
 //! - `M` events name processes (their argv) and threads.
+//! - CPU samples: a track per thread beside its callbacks (see `cpu_chrome`).
 //!
 //! Timestamps are microseconds. Output streams: the only state is per live resource and per
 //! open callback.
 
 use std::io::{Read, Write};
+
+#[path = "cpu_chrome.rs"]
+mod cpu_chrome;
 
 use super::error::ExportError;
 use super::filter::Filter;
@@ -64,11 +68,13 @@ pub fn write_chrome<R: Read, W: Write>(
         streams: Vec::new(),
         types: FxMap::default(),
         written: 0,
+        cpu: cpu_chrome::ChromeCpu::new(reader.meta().start_ns, reader.meta().clock_tick_ns),
     };
     w.out.write_all(b"{\"displayTimeUnit\":\"ms\",\"traceEvents\":[\n")?;
     let mut input = Input::default();
     let truncated = pump(&mut reader, &opts.filter, &mut input, &mut w)?;
     w.finish(&input)?;
+    w.cpu_finish(&input)?;
     w.out.write_all(b"\n]}\n")?;
     w.out.flush()?;
     Ok(ChromeStats {
@@ -130,6 +136,8 @@ struct Chrome<W: Write> {
     /// Type names as JSON string literals, by string id.
     types: FxMap<u32, Vec<u8>>,
     written: u64,
+    /// CPU samples, on a track of their own per thread.
+    cpu: cpu_chrome::ChromeCpu,
 }
 
 impl<W: Write> Chrome<W> {
@@ -450,7 +458,12 @@ impl<W: Write> Handler for Chrome<W> {
         let Some(mut st) = self.streams.get_mut(stream as usize).and_then(Option::take) else {
             return Ok(());
         };
-        let r = events.iter().try_for_each(|ev| self.event(input, &mut st, ev));
+        let r = events.iter().try_for_each(|ev| {
+            if matches!(ev.kind, EventKind::Note { .. }) {
+                self.cpu_note(input, stream, ev)?;
+            }
+            self.event(input, &mut st, ev)
+        });
         self.streams[stream as usize] = Some(st);
         Ok(r?)
     }

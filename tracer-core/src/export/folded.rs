@@ -15,6 +15,9 @@
 
 use std::io::{self, Read, Write};
 
+#[path = "cpu_fold.rs"]
+mod cpu_fold;
+
 use super::error::ExportError;
 use super::filter::Filter;
 use super::frames::{FrameId, FrameInfo, Frames};
@@ -36,13 +39,16 @@ pub enum Weight {
     Async,
     /// Resources created.
     Count,
+    /// Microseconds of CPU samples (samples x interval): the async path of the callback a
+    /// sample fell in, continued by its JS stack (see `cpu_fold`).
+    Cpu,
 }
 
 impl Weight {
     /// The unit of the counts: `µs` or `resources`.
     pub fn unit(self) -> &'static str {
         match self {
-            Weight::Sync | Weight::Async => "µs",
+            Weight::Sync | Weight::Async | Weight::Cpu => "µs",
             Weight::Count => "resources",
         }
     }
@@ -53,6 +59,7 @@ impl Weight {
             Weight::Sync => "sync",
             Weight::Async => "async",
             Weight::Count => "count",
+            Weight::Cpu => "cpu",
         }
     }
 }
@@ -178,6 +185,8 @@ pub fn fold<R: Read>(mut reader: TraceReader<R>, opts: &FoldOptions) -> Result<F
         weights: Vec::new(),
         timeline: Vec::new(),
         streams: Vec::new(),
+        cpu: matches!(opts.weight, Weight::Cpu | Weight::Sync)
+            .then(|| cpu_fold::CpuFold::new(reader.meta().start_ns, reader.meta().clock_tick_ns)),
     };
     let mut input = Input::default();
     let truncated = pump(&mut reader, &opts.filter, &mut input, &mut f)?;
@@ -200,9 +209,11 @@ pub fn fold<R: Read>(mut reader: TraceReader<R>, opts: &FoldOptions) -> Result<F
         }
         unended += st.unended;
     }
+    // Callbacks still waiting for samples: none will come now.
+    f.release_all(&mut input);
     let unit = |ns: u64| match opts.weight {
         Weight::Count => ns,
-        Weight::Sync | Weight::Async => (ns + 500) / 1000,
+        Weight::Sync | Weight::Async | Weight::Cpu => (ns + 500) / 1000,
     };
     let stream_of = |p: PathId| {
         let root = f.root_of(p);
@@ -306,6 +317,8 @@ struct Folder {
     weights: Vec<u64>,
     timeline: Vec<Stretch>,
     streams: Vec<Option<StreamState>>,
+    /// With [`Weight::Cpu`]: the samples and the recent callbacks they may fall in.
+    cpu: Option<cpu_fold::CpuFold>,
 }
 
 impl Folder {
@@ -391,7 +404,7 @@ impl Folder {
             parent.nested += dur;
         }
         if self.opts.weight == Weight::Sync {
-            self.add(stream, o.path, dur.saturating_sub(o.nested), o.start);
+            self.add_sync(stream, o.id, o.path, dur.saturating_sub(o.nested), o.start, t);
         }
         if let Some(r) = st.live.get_mut(&o.id) {
             r.wait_from = t;
@@ -400,6 +413,9 @@ impl Folder {
 
     #[inline]
     fn event(&mut self, input: &mut Input, st: &mut StreamState, stream: StreamId, ev: &Event) {
+        if self.cpu.is_some() {
+            self.cpu_event(input, st, stream, ev);
+        }
         let t = ev.time_ns;
         match ev.kind {
             EventKind::Init {

@@ -33,7 +33,7 @@ pub fn write_speedscope(folded: &Folded, name: &str, mut out: impl Write) -> io:
     }
     out.write_all(b"]},\"profiles\":[")?;
     let unit = match folded.weight {
-        Weight::Sync | Weight::Async => "microseconds",
+        Weight::Sync | Weight::Async | Weight::Cpu => "microseconds",
         Weight::Count => "none",
     };
     let mut buf = Vec::new();

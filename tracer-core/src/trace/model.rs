@@ -108,6 +108,28 @@ pub mod notes {
     // What is alive at the end, warnings, ends of runs: 32..=63.
 
     // CPU samples: 64..=95.
+
+    /// A node of a thread's CPU call tree (id 0): `a` its id (stable for the whole thread,
+    /// from 1), `b` its parent's (0: a root), text `function\tfile:line:col` (1-based; file
+    /// relative to the app's cwd), or a bare name (`(garbage collector)`, `(native)`).
+    pub const CPU_FRAME: u32 = 64;
+    /// One CPU sample of the thread (id 0): `a` the node on top of the stack, `b` the
+    /// microseconds since the previous sample of its chunk (or since the chunk's start).
+    /// Samples come after the [`CPU_CHUNK`] they belong to, in time order.
+    pub const CPU_SAMPLE: u32 = 65;
+    /// A chunk of samples starts (id 0): `a` its start time in CLOCK_MONOTONIC microseconds
+    /// (the clock of [`super::TraceMeta::start_ns`]), `b` the sampling interval in
+    /// microseconds. Chunks are written after the fact: their samples are older than the note.
+    pub const CPU_CHUNK: u32 = 66;
+    /// Line ticks of a node in the chunk (id 0): `a` the node, `b` = line * 2^20 + ticks.
+    pub const CPU_LINES: u32 = 67;
+    /// The type of a resource whose init the agent did not see (created before its hook),
+    /// learned at its first callback: the id is the resource's, text the constructor's name.
+    pub const UNSEEN_TYPE: u32 = 68;
+    /// A chunk of samples ends (id 0): `a` its end time in CLOCK_MONOTONIC microseconds, `b`
+    /// the samples left out: the thread had no JavaScript on its stack (idle), or the ring had
+    /// no room for them.
+    pub const CPU_CHUNK_END: u32 = 69;
 }
 
 /// One hook event of one resource.
