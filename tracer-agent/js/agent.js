@@ -317,6 +317,8 @@
 
     let lastType = '';
     let lastTypeId = 0;
+    // Per type id: is it a handle or timer the exit snapshot looks at (see `watch`).
+    const watchT = [];
     function typeId(type) {
       if (type === lastType) return lastTypeId;
       let t = typeIds.get(type);
@@ -324,6 +326,7 @@
         t = nextTypeId < 65536 ? nextTypeId++ : 65535;
         if (!defineString(t, type)) return 0;
         typeIds.set(type, t);
+        watchT[t] = WATCHED.has(type);
       }
       lastType = type;
       lastTypeId = t;
@@ -505,6 +508,7 @@
           const s = stacksOff ? 0 : stackId(t, hooks.init);
           if (type === 'HTTPINCOMINGMESSAGE') httpPending.set(id, new WeakRef(resource));
           event(INIT + t * 16 + s * B, id, trigger, executionAsyncId(), -1);
+          if (watchT[t] === true) watch(id, type, resource);
         } catch (_) {
           lost();
         }
@@ -569,17 +573,197 @@
     function finish(code) {
       if (finished) return;
       finished = true;
+      try {
+        snapshot(0);
+        note(ENDED, 0, 0, code < 0 ? 0 : code, undefined);
+      } catch (_) {
+        // The snapshot is lost, not the exit record.
+      }
       // The hook stays enabled: exit listeners registered after ours (and Node's own exit work)
       // still create resources, and the reader keeps draining until the thread is really gone.
       if (room(1)) put(EXIT, code | 0, seen, dropped);
       publish();
       setState(2, code);
     }
+    // --- what is alive at the end, as Node sees it. `destroy` is no proof of closing: Node
+    // delivers it later (a closed socket's, a fired timer's), and `process.exit` skips what is
+    // queued. So the agent holds each handle and timer weakly (never keeping it alive) and, at
+    // exit or when a stopping signal arrives, notes those still open: ref'd or not, the
+    // timer's period, the socket's endpoints, the server's address. Not promises: they are
+    // judged by the trace (settled or not).
+    const SNAPSHOT = 32;
+    const ALIVE = 33;
+    const INTERVAL = 34;
+    const WARNING = 35;
+    const ENDED = 36;
+    const ALIVE_REF = 1;
+    const ALIVE_NODE = 2;
+    const ALIVE_LISTENING = 4;
+    const WATCHED = new Set(['Timeout', 'Immediate', 'TCPWRAP', 'TCPSERVERWRAP', 'PIPEWRAP', 'PIPESERVERWRAP', 'UDPWRAP', 'PROCESSWRAP', 'FSEVENTWRAP', 'STATWATCHER', 'TTYWRAP']);
+    // Timers Node arms on the app's behalf, by their callback's name.
+    const NODE_TIMERS = new Set(['resetCache', 'bound checkConnections', 'checkConnections']);
+    const SNAPSHOT_MAX = 50000;
+    const watched = new Map();
+    let sweepAt = 4096;
+    function watch(id, type, resource) {
+      watched.set(id, new WeakRef(resource));
+      // Why a sweep and not a delete per destroy: a Map delete on every destroy (promises
+      // included) would cost every app; collected entries are dropped in bulk instead.
+      if (watched.size > sweepAt) {
+        for (const [k, ref] of watched) {
+          const o = ref.deref();
+          if (o === undefined || closed(o)) watched.delete(k);
+        }
+        sweepAt = Math.max(4096, watched.size * 2);
+      }
+      if (type === 'Timeout' && typeof resource._repeat === 'number' && resource._repeat > 0) {
+        note(INTERVAL, id, Math.floor(resource._repeat), 0, undefined);
+      }
+    }
+    let ownerSymbol;
+    function ownerOf(o) {
+      if (ownerSymbol === undefined) {
+        const syms = Object.getOwnPropertySymbols(o);
+        for (let i = 0; i < syms.length; i++) {
+          if (String(syms[i]) === 'Symbol(owner_symbol)') ownerSymbol = syms[i];
+        }
+        if (ownerSymbol === undefined) return undefined;
+      }
+      return o[ownerSymbol];
+    }
+    // A timer is closed once cleared or fired (one-shot); a handle once its owner (socket,
+    // server, watcher, child process) let go of it or it no longer holds the loop.
+    function closed(o) {
+      if (typeof o._idleTimeout === 'number' || typeof o._onImmediate === 'function' || o._onImmediate === null) {
+        return o._destroyed === true || o._idleTimeout === -1 || o._onImmediate === null;
+      }
+      const owner = ownerOf(o);
+      if (owner !== undefined && owner !== null && typeof owner === 'object' && '_handle' in owner) return owner._handle !== o;
+      // No owner to ask: only a ref'd handle is known to be open.
+      return !(typeof o.hasRef === 'function' && o.hasRef());
+    }
+    const noteTexts = new Map();
+    function noteText(code, id, a, b, text) {
+      let sid = noteTexts.get(text);
+      if (sid === undefined) {
+        sid = nextStringId++;
+        if (!room(2) || !defineString(sid, text)) return false;
+        if (noteTexts.size < 10000) noteTexts.set(text, sid);
+      }
+      const t = now();
+      if (t !== lastClock && room(1)) {
+        lastClock = t;
+        put(CLOCK, t, 0, 0);
+      }
+      if (!room(1)) return false;
+      put(NOTE + code * 16 + sid * B, id, a, b);
+      return true;
+    }
+    function describe(o) {
+      if (typeof o._idleTimeout === 'number') {
+        const fn = o._onTimeout;
+        const flags = (o.hasRef() ? ALIVE_REF : 0) | (typeof fn === 'function' && NODE_TIMERS.has(fn.name) ? ALIVE_NODE : 0);
+        return [flags, typeof o._repeat === 'number' && o._repeat > 0 ? Math.floor(o._repeat) : 0, undefined];
+      }
+      if (typeof o._onImmediate === 'function') return [o.hasRef() ? ALIVE_REF : 0, 0, undefined];
+      const flags = typeof o.hasRef === 'function' && o.hasRef() ? ALIVE_REF : 0;
+      const owner = ownerOf(o);
+      let text;
+      try {
+        if (owner && typeof owner.address === 'function' && typeof owner.listen === 'function') {
+          const a = owner.address();
+          const where = a === null ? '' : typeof a === 'string' ? a : a.family === 'IPv6' ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`;
+          return [flags | ALIVE_LISTENING, 0, `listening ${where}`];
+        }
+        if (owner && owner.remotePort !== undefined) {
+          text = `${owner.localAddress}:${owner.localPort} -> ${owner.remoteAddress}:${owner.remotePort}`;
+        }
+      } catch (_) {
+        // An endpoint the socket cannot tell any more: the handle is still listed.
+      }
+      return [flags, 0, text];
+    }
+    let snapshots = 0;
+    function snapshot(why) {
+      if (snapshots++ > 16) return;
+      let n = 0;
+      for (const [id, ref] of watched) {
+        if (n >= SNAPSHOT_MAX) break;
+        const o = ref.deref();
+        if (o === undefined) continue;
+        let d;
+        try {
+          if (closed(o)) continue;
+          d = describe(o);
+        } catch (_) {
+          continue;
+        }
+        const ok = d[2] === undefined ? note(ALIVE, id, d[0], d[1], undefined) : noteText(ALIVE, id, d[0], d[1], d[2]);
+        if (ok) n++;
+      }
+      // Written last, with the count: a reader trusts a snapshot only if every note arrived.
+      note(SNAPSHOT, 0, why, n, undefined);
+    }
+    // A stopping signal: snapshot, then let it do what it would have done. When the app has
+    // no listener of its own, the agent's is removed and the signal raised again, so the
+    // process dies of it as without the agent; when it has one, the app decides.
+    const STOP_SIGNALS = { SIGINT: 2, SIGTERM: 15, SIGHUP: 1 };
+    function listenForStop() {
+      for (const name of Object.keys(STOP_SIGNALS)) {
+        const onStop = function onStop() {
+          try {
+            snapshot(STOP_SIGNALS[name]);
+            publish();
+          } catch (_) {}
+          if (process.listenerCount(name) === 1) {
+            try {
+              process.removeListener(name, onStop);
+              process.kill(process.pid, name);
+            } catch (_) {
+              process.exit(128 + STOP_SIGNALS[name]);
+            }
+          }
+        };
+        try {
+          process.on(name, onStop);
+        } catch (_) {
+          // A runtime without this signal: no snapshot on it.
+        }
+      }
+    }
+    let warnings = 0;
+    function onWarning(w) {
+      try {
+        if (warnings++ >= 1000 || w === null || typeof w !== 'object') return;
+        let text = `${w.name}: ${w.message}`;
+        const lines = String(w.stack || '').split('\n');
+        let n = 0;
+        for (let i = 1; i < lines.length && n < STACK_FRAMES; i++) {
+          const m = /^\s*at (?:(.*?) \()?(.*?):(\d+):(\d+)\)?$/.exec(lines[i]);
+          if (m === null) continue;
+          let file = m[2];
+          if (file.startsWith('node:') || file.startsWith('internal/') || file === AGENT_FILE) continue;
+          if (file.startsWith('file://')) file = decodeURIComponent(file.slice(7));
+          if (file.startsWith(cwdPrefix)) file = file.slice(cwdPrefix.length);
+          text += `\n${m[1] || ''}\t${file}:${m[3]}:${m[4]}`;
+          n++;
+        }
+        noteText(WARNING, executionAsyncId(), 0, 0, text.slice(0, 4096));
+        publish();
+      } catch (_) {}
+    }
+
     process.on('exit', (code) => {
       try {
         finish(typeof code === 'number' ? code : process.exitCode | 0);
       } catch (_) {}
     });
+
+    // Installed before the hook is enabled: the agent's own signal handles are not recorded.
+    if (isMainThread) listenForStop();
+    try {
+      process.on('warning', onWarning);
+    } catch (_) {}
 
     setState(1, 0);
     hook.enable();

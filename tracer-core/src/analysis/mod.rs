@@ -44,6 +44,8 @@
 //! type parameter. [`Lifecycle::chain`] walks the trigger chain of a resource, also through
 //! recently destroyed ancestors.
 
+mod alive;
+mod chain;
 mod context;
 pub mod growth;
 mod leaks;
@@ -57,6 +59,8 @@ mod tree;
 #[cfg(test)]
 mod tests;
 
+pub use alive::{signal_name, AliveGroup, StreamEndInfo, WarningGroup};
+pub use chain::{fold_chain, FoldedLink};
 pub use context::{format_frame, run, site_of_stack, Context, Pass, SiteId, StreamDesc};
 pub use growth::GrowthRule;
 pub use leaks::{LeakClass, LeakExample, LeakGroup, LeakLink, LeakOptions, LeakReport, Leaks, HANDLE_TYPES};
