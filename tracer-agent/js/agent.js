@@ -666,8 +666,9 @@
         return [flags, typeof o._repeat === 'number' && o._repeat > 0 ? Math.floor(o._repeat) : 0, undefined];
       }
       if (typeof o._onImmediate === 'function') return [o.hasRef() ? ALIVE_REF : 0, 0, undefined];
-      const flags = typeof o.hasRef === 'function' && o.hasRef() ? ALIVE_REF : 0;
       const owner = ownerOf(o);
+      // process.stdout and friends: Node's, not the app's.
+      const flags = (typeof o.hasRef === 'function' && o.hasRef() ? ALIVE_REF : 0) | (owner && owner._isStdio === true ? ALIVE_NODE : 0);
       let text;
       try {
         if (owner && typeof owner.address === 'function' && typeof owner.listen === 'function') {

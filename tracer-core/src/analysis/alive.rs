@@ -87,19 +87,18 @@ const MAX_WARNINGS: usize = 1000;
 impl AliveAcc {
     /// A resource the last snapshot of its stream listed as open, still alive at `end_ns`.
     #[allow(clippy::too_many_arguments)]
-    pub(super) fn add<X: Copy>(
+    pub(super) fn add<X: Copy + AliveData>(
         &mut self,
         cx: &mut Context,
         key: Key,
         res: &Resource<X>,
+        site: Option<SiteId>,
         refd: bool,
         node: bool,
         end_ns: u64,
         why: u64,
-    ) where
-        X: AliveData,
-    {
-        let site = cx.site(res.stack);
+    ) {
+        let _ = cx;
         let acc = self
             .groups
             .entry((key.0, res.type_name, site, refd, node))

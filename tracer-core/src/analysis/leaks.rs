@@ -30,7 +30,7 @@ use serde::Serialize;
 use super::alive::{AliveGroup, StreamEndInfo, WarningGroup};
 use super::context::{Context, Pass, SiteId};
 use super::growth::{Growth, GrowthRule};
-use super::lifecycle::{ChainLink, Key, Lifecycle, Resource, Step};
+use super::lifecycle::{ChainLink, FxMap, Key, Lifecycle, Resource, Step};
 use crate::trace::{notes, Event, EventKind, StreamId, StringId};
 
 /// Resource types that are handles: alive means something keeps a socket, server, pipe,
@@ -115,6 +115,11 @@ pub struct LeakGroup {
     /// Absent when no snapshot covers them.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refd: Option<u64>,
+    /// How many of them had no creation stack (the agent's budget skipped them) and take
+    /// their site from siblings: leaked resources of the same class and type, created by the
+    /// same parent, whose recorded stacks all name this one site.
+    #[serde(skip_serializing_if = "super::is_zero")]
+    pub inferred: u64,
     /// The example timer's period in ms, when it repeats.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub period_ms: Option<u64>,
@@ -214,6 +219,7 @@ struct GroupAcc {
     refd: Option<u64>,
     period_ms: u32,
     endpoint: Option<StringId>,
+    inferred: u64,
 }
 
 /// The pass.
@@ -370,6 +376,7 @@ impl Leaks {
                 stack: cx.stack_frames(g.stack),
                 samples: g.samples,
                 refd: g.refd,
+                inferred: g.inferred,
                 period_ms: (g.period_ms > 0).then_some(u64::from(g.period_ms)),
                 endpoint: g.endpoint.map(|t| cx.string(t).to_owned()),
             });
@@ -379,6 +386,8 @@ impl Leaks {
             a.class
                 .cmp(&b.class)
                 .then(b.refd.unwrap_or(0).min(1).cmp(&a.refd.unwrap_or(0).min(1)))
+                // A group with a site is one a person can act on.
+                .then(b.site.is_some().cmp(&a.site.is_some()))
                 .then(b.count.cmp(&a.count))
                 .then_with(|| a.type_name.cmp(&b.type_name))
                 .then_with(|| a.site.cmp(&b.site))
@@ -406,6 +415,44 @@ impl Leaks {
             truncated: cx.truncated,
         }
     }
+}
+
+/// Sites for leaked handles and timers that have no stack, from their siblings: the leaked
+/// resources of the same class and type with the same trigger (a per-connection timer, a per-request
+/// socket: what one parent fans out at one line). Only when every sibling with a stack names
+/// the same site; a parent that creates such resources at two lines infers nothing.
+fn infer_sites(cx: &mut Context, life: &Lifecycle<LeakData>, found: &[(Key, LeakClass)]) -> FxMap<Key, SiteId> {
+    // Per (class, type, trigger): the one site seen, or None once two differ.
+    let mut votes: FxMap<(LeakClass, StringId, u64), Option<SiteId>> = FxMap::default();
+    let mut missing = false;
+    for &(key, class) in found {
+        let Some(res) = life.get(key) else { continue };
+        match cx.site(res.stack) {
+            Some(site) => {
+                let v = votes.entry((class, res.type_name, res.trigger)).or_insert(Some(site));
+                if *v != Some(site) {
+                    *v = None;
+                }
+            }
+            None => missing = true,
+        }
+    }
+    let mut out = FxMap::default();
+    if !missing {
+        return out;
+    }
+    for &(key, class) in found {
+        let Some(res) = life.get(key) else { continue };
+        // Not promises: one parent creates its promises at many lines (every await), and
+        // which of them got a stack is a matter of the budget.
+        if res.stack.is_some() || res.trigger < super::FIRST_RESOURCE_ID || class == LeakClass::NeverSettledPromise {
+            continue;
+        }
+        if let Some(Some(site)) = votes.get(&(class, res.type_name, res.trigger)) {
+            out.insert(key, *site);
+        }
+    }
+    out
 }
 
 /// What a type name is, cached per string id.
@@ -536,6 +583,7 @@ impl Pass for Leaks {
                     refd: None,
                     period_ms: 0,
                     endpoint: None,
+                    inferred: 0,
                 });
             acc.count += u64::from(peak);
             acc.oldest_age_ns = acc.oldest_age_ns.max(end_ns.saturating_sub(s.first_init_ns));
@@ -545,18 +593,29 @@ impl Pass for Leaks {
             self.life.iter_stream(stream).map(|(k, r)| (k, r.clone())).collect();
         let why = self.snaps.get(stream as usize).map_or(0, |s| s.why);
         for (key, res) in &alive {
-            if let Verdict::Open { refd, node } = self.verdict(key.0, res) {
-                self.alive.add(cx, *key, res, refd, node, end_ns, why);
-            }
             if let Some(class) = self.classify(cx, *key, res) {
                 found.push((*key, class));
+            }
+        }
+        let inferred = infer_sites(cx, &self.life, &found);
+        for (key, res) in &alive {
+            if let Verdict::Open { refd, node } = self.verdict(key.0, res) {
+                let node = node || (self.kind(cx, res.type_name) == Kind::Stdio && res.callbacks == 0);
+                let site = cx.site(res.stack).or_else(|| inferred.get(key).copied());
+                self.alive.add(cx, *key, res, site, refd, node, end_ns, why);
             }
         }
         for (key, class) in found {
             let Some(res) = self.life.get(key) else {
                 continue;
             };
-            let site = cx.site(res.stack);
+            let own = cx.site(res.stack);
+            let guess = if own.is_none() {
+                inferred.get(&key).copied()
+            } else {
+                None
+            };
+            let site = own.or(guess);
             let age = end_ns.saturating_sub(res.init_ns);
             let (type_name, stack, init_ns) = (res.type_name, res.stack, res.init_ns);
             let refd = match self.verdict(key.0, res) {
@@ -575,10 +634,12 @@ impl Pass for Leaks {
                 refd: None,
                 period_ms: 0,
                 endpoint: None,
+                inferred: 0,
             });
             if let Some(r) = refd {
                 *acc.refd.get_or_insert(0) += r;
             }
+            acc.inferred += u64::from(guess.is_some());
             acc.count += 1;
             acc.oldest_age_ns = acc.oldest_age_ns.max(age);
             // The oldest is the example (ties: the lowest id, as ids grow with time).

@@ -142,6 +142,13 @@ fn write_group(out: &mut impl Write, g: &LeakGroup, frames: usize) -> io::Result
         if let Some(p) = g.period_ms {
             write!(out, ", every {p} ms")?;
         }
+        if g.inferred > 0 {
+            write!(
+                out,
+                ", site inferred for {} from siblings of the same parent",
+                g.inferred
+            )?;
+        }
         match g.refd {
             Some(n) if n == g.count => write!(out, ", ref'd (holds the process open)")?,
             Some(0) => write!(out, ", unref'd (does not hold the process open)")?,
