@@ -381,14 +381,25 @@
     // stack is lost, never the event. A frozen Error stays frozen, so after the first failure
     // to set it up, stacks are given up rather than failing (and costing a throw) on every init.
     let stacksBroken = false;
-    function stackOf(init) {
+    // Learned depth: a capture costs about in proportion to its frames, and the frames above a
+    // type's first user frame (Node's own: emitInit, the constructor, setInterval) are nearly
+    // always as many. The first LEARN captures of a type take the full depth and note how deep
+    // its first user frame was; later ones stop a few frames below the deepest seen. A capture
+    // that then finds no user frame (a deeper path through Node) loses that one site and makes
+    // the type learn again.
+    const LEARN = 16;
+    const FULL = STACK_FRAMES + 6;
+    const learnt = [];
+    const firstUser = [];
+    function stackOf(init, t) {
       const savedPrepare = Error.prepareStackTrace;
       const savedLimit = Error.stackTraceLimit;
       const holder = {};
       let frames;
       let setUp = false;
+      const learning = !(learnt[t] >= LEARN);
       try {
-        Error.stackTraceLimit = STACK_FRAMES + 6;
+        Error.stackTraceLimit = learning ? FULL : firstUser[t] + 3;
       } catch (_) {
         // Read-only: the app's limit applies.
       }
@@ -417,12 +428,17 @@
         const f = frames[i];
         let file = f.getFileName();
         if (!file || file.startsWith('node:') || file.startsWith('internal/') || file === AGENT_FILE) continue;
+        if (n === 0 && learning) {
+          learnt[t] = (learnt[t] || 0) + 1;
+          if (!(firstUser[t] >= i)) firstUser[t] = i;
+        }
         if (file.startsWith('file://')) file = decodeURIComponent(file.slice(7));
         if (file.startsWith(cwdPrefix)) file = file.slice(cwdPrefix.length);
         const fn = f.getFunctionName() || '';
         out += (n === 0 ? '' : '\n') + fn + '\t' + file + ':' + f.getLineNumber() + ':' + f.getColumnNumber();
         n++;
       }
+      if (n === 0 && !learning && frames.length >= firstUser[t] + 3) learnt[t] = 0;
       return out;
     }
     function stackId(t, init) {
@@ -430,7 +446,7 @@
       if (stackMode !== 'on' && !budgetAllows(t)) return 0;
       let text;
       try {
-        text = stackOf(init);
+        text = stackOf(init, t);
       } catch (_) {
         return 0; // A CallSite method the app patched to throw: only the stack is lost.
       }
@@ -500,6 +516,8 @@
         countDrop();
       } catch (_) {}
     }
+    // Ids of the agent's own set-up work (see `pre` below); empty once it has run.
+    const own = new Set();
     const hooks = {
       init(id, type, trigger, resource) {
         try {
@@ -514,6 +532,7 @@
         }
       },
       before(id) {
+        if (own.size !== 0 && own.has(id)) return;
         try {
           event(BEFORE, id, 0, 0, precise ? preciseNow() : -1);
         } catch (_) {
@@ -529,6 +548,7 @@
         }
       },
       after(id) {
+        if (own.size !== 0 && own.has(id)) return;
         try {
           event(AFTER, id, 0, 0, precise ? preciseNow() : -1);
         } catch (_) {
@@ -536,6 +556,7 @@
         }
       },
       destroy(id) {
+        if (own.size !== 0 && own.delete(id)) return;
         try {
           event(DESTROY, id, 0, 0, -1);
           if (httpPending.size !== 0) httpPending.delete(id);
@@ -761,10 +782,20 @@
     });
 
     // Installed before the hook is enabled: the agent's own signal handles are not recorded.
-    if (isMainThread) listenForStop();
+    // Adding a listener to `process` can schedule work of Node's (a forked child's IPC channel
+    // runs a tick on every new listener): a short-lived hook notes what is created meanwhile,
+    // and the main hook skips those ids until their destroy.
+    const pre = asyncHooks.createHook({
+      init(id, type) {
+        if (type !== 'SIGNALWRAP') own.add(id);
+      },
+    });
+    pre.enable();
     try {
+      if (isMainThread) listenForStop();
       process.on('warning', onWarning);
     } catch (_) {}
+    pre.disable();
 
     setState(1, 0);
     hook.enable();
