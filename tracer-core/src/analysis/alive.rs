@@ -230,3 +230,75 @@ pub fn signal_name(n: u64) -> String {
         n => format!("signal {n}"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::synth::Synth;
+    use super::super::{run, LeakClass, LeakOptions, Leaks};
+    use crate::trace::{notes, TraceReader};
+
+    /// A server closed cleanly whose sockets' destroy never came, a ref'd interval, an unref'd
+    /// one, a fired one-shot timer and Node's Date-header timer, all alive in the trace; the
+    /// exit snapshot lists the three still open.
+    fn trace(snapshot_complete: bool) -> Vec<u8> {
+        let mut s = Synth::in_memory();
+        let st = s.stream(7, 0).unwrap();
+        s.init(st, 0.0, 5, "TCPSERVERWRAP", 1, Some("app.js:1:1")).unwrap();
+        s.init(st, 1.0, 6, "TCPWRAP", 5, None).unwrap();
+        s.init(st, 1.0, 7, "Timeout", 1, Some("queue.js:10:3")).unwrap();
+        s.note(st, 1.0, 7, notes::INTERVAL, 200, 0, None).unwrap();
+        s.init(st, 1.0, 8, "Timeout", 1, Some("metrics.js:6:3")).unwrap();
+        s.init(st, 1.0, 9, "Timeout", 1, Some("app.js:3:1")).unwrap();
+        s.callback(st, 2.0, 9, 0.1).unwrap();
+        s.init(st, 1.0, 10, "Timeout", 1, Some("app.js:4:1")).unwrap();
+        s.init(st, 1.0, 11, "SIGNALWRAP", 1, Some("app.js:5:1")).unwrap();
+        s.note(st, 9.0, 7, notes::ALIVE, notes::ALIVE_REF, 200, None).unwrap();
+        s.note(st, 9.0, 8, notes::ALIVE, 0, 5000, None).unwrap();
+        s.note(st, 9.0, 10, notes::ALIVE, notes::ALIVE_NODE, 0, None).unwrap();
+        let listed = if snapshot_complete { 3 } else { 4 };
+        s.note(st, 9.0, 0, notes::SNAPSHOT, 0, listed, None).unwrap();
+        s.note(st, 9.5, 0, notes::ENDED, notes::ENDED_EXIT, 0, None).unwrap();
+        s.end_stream(st, 12).unwrap();
+        s.finish().unwrap()
+    }
+
+    fn leaks(buf: &[u8]) -> super::super::LeakReport {
+        let mut pass = Leaks::new(LeakOptions::default());
+        let mut reader = TraceReader::new(buf).unwrap();
+        let mut cx = run(&mut reader, &mut pass).unwrap();
+        pass.finish(&mut cx)
+    }
+
+    #[test]
+    fn the_exit_snapshot_decides_what_is_open_and_what_holds_the_process() {
+        let r = leaks(&trace(true));
+        let got: Vec<(LeakClass, Option<&str>, Option<u64>)> =
+            r.leaks.iter().map(|g| (g.class, g.site.as_deref(), g.refd)).collect();
+        assert_eq!(
+            got,
+            vec![
+                (LeakClass::PendingTimer, Some("queue.js:10:3"), Some(1)),
+                (LeakClass::PendingTimer, Some("metrics.js:6:3"), Some(0)),
+            ],
+            "{r:#?}"
+        );
+        assert_eq!(r.leaks[0].period_ms, Some(200));
+        assert_eq!(r.closed_at_exit, 3, "server, socket and the fired timer were closed");
+        assert!(r.alive_at_end[0].refd && r.alive_at_end[0].site.as_deref() == Some("queue.js:10:3"));
+        assert_eq!(r.ends[0].how, "exit");
+        assert_eq!(r.ends[0].at_ms, 9.5);
+        assert_eq!(r.leaks[0].oldest_age_ms, 8.5, "ages run to the end of the run");
+    }
+
+    #[test]
+    fn without_a_complete_snapshot_the_trace_decides() {
+        let r = leaks(&trace(false));
+        let sites: Vec<Option<&str>> = r.leaks.iter().map(|g| g.site.as_deref()).collect();
+        // The server and its socket look open; the fired one-shot timer is done either way, and
+        // a signal listener never holds the loop.
+        assert!(sites.contains(&Some("app.js:1:1")), "{sites:?}");
+        assert!(!sites.contains(&Some("app.js:3:1")), "{sites:?}");
+        assert!(!sites.contains(&Some("app.js:5:1")), "{sites:?}");
+        assert!(r.leaks.iter().all(|g| g.refd.is_none()));
+    }
+}
