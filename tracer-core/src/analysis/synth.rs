@@ -138,6 +138,7 @@ impl<W: Write> Synth<W> {
     }
 
     /// A note of the agent's (`trace::notes`) about resource `id` (0: the stream).
+    #[allow(clippy::too_many_arguments)]
     pub fn note(
         &mut self,
         s: StreamId,
