@@ -117,7 +117,8 @@ pub struct LeakGroup {
     pub refd: Option<u64>,
     /// How many of them had no creation stack (the agent's budget skipped them) and take
     /// their site from siblings: leaked resources of the same class and type, created by the
-    /// same parent, whose recorded stacks all name this one site.
+    /// same parent or by parents of the same type and site, whose recorded stacks all name
+    /// this one site.
     #[serde(skip_serializing_if = "super::is_zero")]
     pub inferred: u64,
     /// The example timer's period in ms, when it repeats.
@@ -170,6 +171,9 @@ pub struct LeakData {
     /// Repeat period in ms (0: a one-shot timer, or not a timer).
     period_ms: u32,
     endpoint: Option<StringId>,
+    /// Its trigger's type and stack, read at its init (the trigger may be long gone at the
+    /// end): who its siblings are when its own stack was not taken.
+    parent: Option<(StringId, Option<StringId>)>,
 }
 
 impl Default for LeakData {
@@ -182,6 +186,7 @@ impl Default for LeakData {
             alive_flags: 0,
             period_ms: 0,
             endpoint: None,
+            parent: None,
         }
     }
 }
@@ -381,6 +386,13 @@ impl Leaks {
                 endpoint: g.endpoint.map(|t| cx.string(t).to_owned()),
             });
         }
+        // Growth at a site whose resources are reported alive at the end says nothing more.
+        let alive_sites: std::collections::HashSet<(String, Option<String>)> = leaks
+            .iter()
+            .filter(|g| g.class != LeakClass::Growth && g.site.is_some())
+            .map(|g| (g.type_name.clone(), g.site.clone()))
+            .collect();
+        leaks.retain(|g| g.class != LeakClass::Growth || !alive_sites.contains(&(g.type_name.clone(), g.site.clone())));
         // Within a class, what holds the process open first.
         leaks.sort_by(|a, b| {
             a.class
@@ -418,41 +430,73 @@ impl Leaks {
 }
 
 /// Sites for leaked handles and timers that have no stack, from their siblings: the leaked
-/// resources of the same class and type with the same trigger (a per-connection timer, a per-request
-/// socket: what one parent fans out at one line). Only when every sibling with a stack names
-/// the same site; a parent that creates such resources at two lines infers nothing.
+/// resources of the same class and type with the same trigger (a per-connection timer: what one
+/// parent fans out at one line), else with a trigger of the same type and site (a socket per
+/// request: each request is a different parent of the same kind). Only when every sibling with a
+/// stack names the same site: a parent (or kind of parent) that creates such resources at two
+/// lines infers nothing.
 fn infer_sites(cx: &mut Context, life: &Lifecycle<LeakData>, found: &[(Key, LeakClass)]) -> FxMap<Key, SiteId> {
-    // Per (class, type, trigger): the one site seen, or None once two differ.
-    let mut votes: FxMap<(LeakClass, StringId, u64), Option<SiteId>> = FxMap::default();
-    let mut missing = false;
+    // Per sibling key: the one site seen, or None once two differ.
+    let mut votes: FxMap<Sibling, Option<SiteId>> = FxMap::default();
+    let mut missing = Vec::new();
     for &(key, class) in found {
+        // Not promises: one parent creates its promises at many lines (every await), and
+        // which of them got a stack is a matter of the budget.
+        if class == LeakClass::NeverSettledPromise {
+            continue;
+        }
         let Some(res) = life.get(key) else { continue };
+        if res.trigger < super::FIRST_RESOURCE_ID {
+            continue;
+        }
+        let kinds = sibling_keys(cx, life, key, class, res);
         match cx.site(res.stack) {
             Some(site) => {
-                let v = votes.entry((class, res.type_name, res.trigger)).or_insert(Some(site));
-                if *v != Some(site) {
-                    *v = None;
+                for k in kinds.into_iter().flatten() {
+                    let v = votes.entry(k).or_insert(Some(site));
+                    if *v != Some(site) {
+                        *v = None;
+                    }
                 }
             }
-            None => missing = true,
+            None if res.stack.is_none() => missing.push((key, kinds)),
+            None => {}
         }
     }
     let mut out = FxMap::default();
-    if !missing {
-        return out;
-    }
-    for &(key, class) in found {
-        let Some(res) = life.get(key) else { continue };
-        // Not promises: one parent creates its promises at many lines (every await), and
-        // which of them got a stack is a matter of the budget.
-        if res.stack.is_some() || res.trigger < super::FIRST_RESOURCE_ID || class == LeakClass::NeverSettledPromise {
-            continue;
-        }
-        if let Some(Some(site)) = votes.get(&(class, res.type_name, res.trigger)) {
-            out.insert(key, *site);
+    for (key, kinds) in missing {
+        if let Some(site) = kinds
+            .into_iter()
+            .flatten()
+            .find_map(|k| votes.get(&k).copied().flatten())
+        {
+            out.insert(key, site);
         }
     }
     out
+}
+
+/// Who a resource's siblings are: by parent, then by kind of parent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Sibling {
+    Parent(LeakClass, StringId, u64),
+    ParentKind(LeakClass, StringId, StringId, Option<SiteId>),
+}
+
+fn sibling_keys(
+    cx: &mut Context,
+    life: &Lifecycle<LeakData>,
+    key: Key,
+    class: LeakClass,
+    res: &Resource<LeakData>,
+) -> [Option<Sibling>; 2] {
+    let _ = (life, key);
+    let parent = Sibling::Parent(class, res.type_name, res.trigger);
+    let kind = res
+        .data
+        .parent
+        .map(|(t, stack)| Sibling::ParentKind(class, res.type_name, t, cx.site(stack)));
+    [Some(parent), kind]
 }
 
 /// What a type name is, cached per string id.
@@ -524,10 +568,17 @@ impl Pass for Leaks {
         if let EventKind::Init { type_name, stack, .. } = ev.kind {
             let site = cx.site(stack);
             let born_seq = self.snaps(ev.stream).seq;
+            let parent = match ev.kind {
+                EventKind::Init { trigger, .. } if stack.is_none() || site.is_some() => {
+                    self.life.describe((ev.stream, trigger)).map(|(t, _, st)| (t, st))
+                }
+                _ => None,
+            };
             let Step::Init(res) = self.life.apply(ev) else {
                 return;
             };
             res.data.born_seq = born_seq;
+            res.data.parent = parent;
             let Some(site) = site else { return };
             let life = &self.life;
             let key = (ev.stream, ev.id);
