@@ -317,6 +317,8 @@
 
     let lastType = '';
     let lastTypeId = 0;
+    // Per type id: is it a handle or timer the exit snapshot looks at (see `watch`).
+    const watchT = [];
     function typeId(type) {
       if (type === lastType) return lastTypeId;
       let t = typeIds.get(type);
@@ -324,6 +326,7 @@
         t = nextTypeId < 65536 ? nextTypeId++ : 65535;
         if (!defineString(t, type)) return 0;
         typeIds.set(type, t);
+        watchT[t] = WATCHED.has(type);
       }
       lastType = type;
       lastTypeId = t;
@@ -378,14 +381,25 @@
     // stack is lost, never the event. A frozen Error stays frozen, so after the first failure
     // to set it up, stacks are given up rather than failing (and costing a throw) on every init.
     let stacksBroken = false;
-    function stackOf(init) {
+    // Learned depth: a capture costs about in proportion to its frames, and the frames above a
+    // type's first user frame (Node's own: emitInit, the constructor, setInterval) are nearly
+    // always as many. The first LEARN captures of a type take the full depth and note how deep
+    // its first user frame was; later ones stop a few frames below the deepest seen. A capture
+    // that then finds no user frame (a deeper path through Node) loses that one site and makes
+    // the type learn again.
+    const LEARN = 16;
+    const FULL = STACK_FRAMES + 6;
+    const learnt = [];
+    const firstUser = [];
+    function stackOf(init, t) {
       const savedPrepare = Error.prepareStackTrace;
       const savedLimit = Error.stackTraceLimit;
       const holder = {};
       let frames;
       let setUp = false;
+      const learning = !(learnt[t] >= LEARN);
       try {
-        Error.stackTraceLimit = STACK_FRAMES + 6;
+        Error.stackTraceLimit = learning ? FULL : firstUser[t] + 3;
       } catch (_) {
         // Read-only: the app's limit applies.
       }
@@ -414,12 +428,17 @@
         const f = frames[i];
         let file = f.getFileName();
         if (!file || file.startsWith('node:') || file.startsWith('internal/') || file === AGENT_FILE) continue;
+        if (n === 0 && learning) {
+          learnt[t] = (learnt[t] || 0) + 1;
+          if (!(firstUser[t] >= i)) firstUser[t] = i;
+        }
         if (file.startsWith('file://')) file = decodeURIComponent(file.slice(7));
         if (file.startsWith(cwdPrefix)) file = file.slice(cwdPrefix.length);
         const fn = f.getFunctionName() || '';
         out += (n === 0 ? '' : '\n') + fn + '\t' + file + ':' + f.getLineNumber() + ':' + f.getColumnNumber();
         n++;
       }
+      if (n === 0 && !learning && frames.length >= firstUser[t] + 3) learnt[t] = 0;
       return out;
     }
     function stackId(t, init) {
@@ -427,7 +446,7 @@
       if (stackMode !== 'on' && !budgetAllows(t)) return 0;
       let text;
       try {
-        text = stackOf(init);
+        text = stackOf(init, t);
       } catch (_) {
         return 0; // A CallSite method the app patched to throw: only the stack is lost.
       }
@@ -497,6 +516,13 @@
         countDrop();
       } catch (_) {}
     }
+    // Ids of the agent's own set-up work (see `pre` below), skipped until their destroy; our
+    // signal handles (async id -> signal), whose callbacks are skipped while ours is the only
+    // listener (the app's own listeners for the same signal run under the same handle); and
+    // the ids of callbacks skipped now, so their `after` is skipped too.
+    const own = new Set();
+    const ownSignals = new Map();
+    const skipping = new Set();
     const hooks = {
       init(id, type, trigger, resource) {
         if (id < firstInit) firstInit = id;
@@ -506,6 +532,7 @@
           const s = stacksOff ? 0 : stackId(t, hooks.init);
           if (type === 'HTTPINCOMINGMESSAGE') httpPending.set(id, new WeakRef(resource));
           event(INIT + t * 16 + s * B, id, trigger, executionAsyncId(), -1);
+          if (watchT[t] === true) watch(id, type, resource);
         } catch (_) {
           lost();
         }
@@ -527,7 +554,7 @@
         }
       },
       after(id) {
-        if (id <= ownMax && skipping.has(id)) return void skipping.delete(id);
+        if (id < firstInit && (own.has(id) || skipping.delete(id))) return;
         try {
           event(AFTER, id, 0, 0, precise ? preciseNow() : -1);
         } catch (_) {
@@ -536,7 +563,7 @@
         if (cpuNext !== 0 && now() >= cpuNext) cpuFlush(false);
       },
       destroy(id) {
-        if (id <= ownMax && (ownSignals.has(id) || ownOther.has(id))) return;
+        if (id < firstInit && (own.delete(id) || ownSignals.has(id))) return;
         try {
           event(DESTROY, id, 0, 0, -1);
           if (httpPending.size !== 0) httpPending.delete(id);
@@ -574,13 +601,6 @@
     const CPU_FLUSH_NS = Number(process.env.ASYNCTRACE_CPU_FLUSH_MS || 1000) * 1e6;
     let cpuNext = 0; // when the next chunk is due (0: sampling off)
     let cpuSession = null;
-    // Our signal handles (async id -> signal). The app's own listeners for the same signal run
-    // under the same handle: its callbacks are skipped only while ours is the only listener.
-    const ownSignals = new Map();
-    // Other resources Node makes for our listeners (a tick in a child with an IPC channel).
-    const ownOther = new Set();
-    const skipping = new Set();
-    let ownMax = -1;
     let firstInit = Infinity; // ids below it were created before our hook
     const preHook = new Set();
     const cpuNodes = new Map(); // "parent|frame" -> stable id
@@ -720,11 +740,8 @@
     }
     // Ids created before our hook: the agent's own (skipped) and the app's (their type, once).
     function beforeUnseen(id) {
-      if (id <= ownMax && ownOther.has(id)) {
-        skipping.add(id);
-        return true;
-      }
-      if (id <= ownMax && ownSignals.has(id)) {
+      if (own.has(id)) return true;
+      if (ownSignals.has(id)) {
         let ours = true;
         try {
           ours = process.listenerCount(ownSignals.get(id)) <= 1;
@@ -763,46 +780,6 @@
       } catch (e) {
         say(`CPU samples are off in thread ${threadId} of pid ${process.pid} (${e && e.message ? e.message : e})`);
       }
-      // Ctrl-C and SIGTERM: write the last chunk, then let the signal do what it would have
-      // done. Only when the app does not listen itself: our listener then re-raises it.
-      if (cpuSession !== null && isMainThread) {
-        let probing = '';
-        const probe = asyncHooks.createHook({
-          init(id, type) {
-            if (type === 'SIGNALWRAP') ownSignals.set(id, probing);
-            else ownOther.add(id);
-          },
-        });
-        const onSignal = (sig) => {
-          // The app listens too: it decides what happens; sampling goes on.
-          if (process.listenerCount(sig) > 1) {
-            try {
-              cpuFlush(false);
-            } catch (_) {}
-            return;
-          }
-          try {
-            cpuFlush(true);
-          } catch (_) {}
-          try {
-            process.removeListener('SIGINT', onSignal);
-            process.removeListener('SIGTERM', onSignal);
-            if (process.listenerCount(sig) === 0) process.kill(process.pid, sig);
-          } catch (_) {}
-        };
-        try {
-          probe.enable();
-          probing = 'SIGINT';
-          process.on('SIGINT', onSignal);
-          probing = 'SIGTERM';
-          process.on('SIGTERM', onSignal);
-        } catch (_) {
-        } finally {
-          probe.disable();
-        }
-        for (const id of ownSignals.keys()) ownMax = Math.max(ownMax, id);
-        for (const id of ownOther) ownMax = Math.max(ownMax, id);
-      }
     }
     // ===== end of CPU samples ===================================================================
 
@@ -825,6 +802,12 @@
     function finish(code) {
       if (finished) return;
       finished = true;
+      try {
+        snapshot(0);
+        note(ENDED, 0, 0, code < 0 ? 0 : code, undefined);
+      } catch (_) {
+        // The snapshot is lost, not the exit record.
+      }
       cpuFlush(true);
       // The hook stays enabled: exit listeners registered after ours (and Node's own exit work)
       // still create resources, and the reader keeps draining until the thread is really gone.
@@ -832,11 +815,204 @@
       publish();
       setState(2, code);
     }
+    // --- what is alive at the end, as Node sees it. `destroy` is no proof of closing: Node
+    // delivers it later (a closed socket's, a fired timer's), and `process.exit` skips what is
+    // queued. So the agent holds each handle and timer weakly (never keeping it alive) and, at
+    // exit or when a stopping signal arrives, notes those still open: ref'd or not, the
+    // timer's period, the socket's endpoints, the server's address. Not promises: they are
+    // judged by the trace (settled or not).
+    const SNAPSHOT = 32;
+    const ALIVE = 33;
+    const INTERVAL = 34;
+    const WARNING = 35;
+    const ENDED = 36;
+    const ALIVE_REF = 1;
+    const ALIVE_NODE = 2;
+    const ALIVE_LISTENING = 4;
+    const WATCHED = new Set(['Timeout', 'Immediate', 'TCPWRAP', 'TCPSERVERWRAP', 'PIPEWRAP', 'PIPESERVERWRAP', 'UDPWRAP', 'PROCESSWRAP', 'FSEVENTWRAP', 'STATWATCHER', 'TTYWRAP']);
+    // Timers Node arms on the app's behalf, by their callback's name.
+    const NODE_TIMERS = new Set(['resetCache', 'bound checkConnections', 'checkConnections']);
+    const SNAPSHOT_MAX = 50000;
+    const watched = new Map();
+    let sweepAt = 4096;
+    function watch(id, type, resource) {
+      watched.set(id, new WeakRef(resource));
+      // Why a sweep and not a delete per destroy: a Map delete on every destroy (promises
+      // included) would cost every app; collected entries are dropped in bulk instead.
+      if (watched.size > sweepAt) {
+        for (const [k, ref] of watched) {
+          const o = ref.deref();
+          if (o === undefined || closed(o)) watched.delete(k);
+        }
+        sweepAt = Math.max(4096, watched.size * 2);
+      }
+      if (type === 'Timeout' && typeof resource._repeat === 'number' && resource._repeat > 0) {
+        note(INTERVAL, id, Math.floor(resource._repeat), 0, undefined);
+      }
+    }
+    let ownerSymbol;
+    function ownerOf(o) {
+      if (ownerSymbol === undefined) {
+        const syms = Object.getOwnPropertySymbols(o);
+        for (let i = 0; i < syms.length; i++) {
+          if (String(syms[i]) === 'Symbol(owner_symbol)') ownerSymbol = syms[i];
+        }
+        if (ownerSymbol === undefined) return undefined;
+      }
+      return o[ownerSymbol];
+    }
+    // A timer is closed once cleared or fired (one-shot); a handle once its owner (socket,
+    // server, watcher, child process) let go of it or it no longer holds the loop.
+    function closed(o) {
+      if (typeof o._idleTimeout === 'number' || typeof o._onImmediate === 'function' || o._onImmediate === null) {
+        return o._destroyed === true || o._idleTimeout === -1 || o._onImmediate === null;
+      }
+      const owner = ownerOf(o);
+      if (owner !== undefined && owner !== null && typeof owner === 'object' && '_handle' in owner) return owner._handle !== o;
+      // No owner to ask: only a ref'd handle is known to be open.
+      return !(typeof o.hasRef === 'function' && o.hasRef());
+    }
+    const noteTexts = new Map();
+    function noteText(code, id, a, b, text) {
+      let sid = noteTexts.get(text);
+      if (sid === undefined) {
+        sid = nextStringId++;
+        if (!room(2) || !defineString(sid, text)) return false;
+        if (noteTexts.size < 10000) noteTexts.set(text, sid);
+      }
+      const t = now();
+      if (t !== lastClock && room(1)) {
+        lastClock = t;
+        put(CLOCK, t, 0, 0);
+      }
+      if (!room(1)) return false;
+      put(NOTE + code * 16 + sid * B, id, a, b);
+      return true;
+    }
+    function describe(o) {
+      if (typeof o._idleTimeout === 'number') {
+        const fn = o._onTimeout;
+        const flags = (o.hasRef() ? ALIVE_REF : 0) | (typeof fn === 'function' && NODE_TIMERS.has(fn.name) ? ALIVE_NODE : 0);
+        return [flags, typeof o._repeat === 'number' && o._repeat > 0 ? Math.floor(o._repeat) : 0, undefined];
+      }
+      if (typeof o._onImmediate === 'function') return [o.hasRef() ? ALIVE_REF : 0, 0, undefined];
+      const owner = ownerOf(o);
+      // process.stdout and friends: Node's, not the app's.
+      const flags = (typeof o.hasRef === 'function' && o.hasRef() ? ALIVE_REF : 0) | (owner && owner._isStdio === true ? ALIVE_NODE : 0);
+      let text;
+      try {
+        if (owner && typeof owner.address === 'function' && typeof owner.listen === 'function') {
+          const a = owner.address();
+          const where = a === null ? '' : typeof a === 'string' ? a : a.family === 'IPv6' ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`;
+          return [flags | ALIVE_LISTENING, 0, `listening ${where}`];
+        }
+        if (owner && owner.remotePort !== undefined) {
+          text = `${owner.localAddress}:${owner.localPort} -> ${owner.remoteAddress}:${owner.remotePort}`;
+        }
+      } catch (_) {
+        // An endpoint the socket cannot tell any more: the handle is still listed.
+      }
+      return [flags, 0, text];
+    }
+    let snapshots = 0;
+    function snapshot(why) {
+      if (snapshots++ > 16) return;
+      let n = 0;
+      for (const [id, ref] of watched) {
+        if (n >= SNAPSHOT_MAX) break;
+        const o = ref.deref();
+        if (o === undefined) continue;
+        let d;
+        try {
+          if (closed(o)) continue;
+          d = describe(o);
+        } catch (_) {
+          continue;
+        }
+        const ok = d[2] === undefined ? note(ALIVE, id, d[0], d[1], undefined) : noteText(ALIVE, id, d[0], d[1], d[2]);
+        if (ok) n++;
+      }
+      // Written last, with the count: a reader trusts a snapshot only if every note arrived.
+      note(SNAPSHOT, 0, why, n, undefined);
+    }
+    // A stopping signal: snapshot and write the CPU samples so far, then let the signal do
+    // what it would have done. When the app has no listener of its own, the agent's is removed
+    // and the signal raised again, so the process dies of it as without the agent; when it has
+    // one, the app decides (and sampling goes on).
+    const STOP_SIGNALS = { SIGINT: 2, SIGTERM: 15, SIGHUP: 1 };
+    let probing = '';
+    function listenForStop() {
+      for (const name of Object.keys(STOP_SIGNALS)) {
+        const onStop = function onStop() {
+          const alone = process.listenerCount(name) === 1;
+          try {
+            snapshot(STOP_SIGNALS[name]);
+            publish();
+          } catch (_) {}
+          try {
+            cpuFlush(alone);
+          } catch (_) {}
+          if (alone) {
+            try {
+              process.removeListener(name, onStop);
+              process.kill(process.pid, name);
+            } catch (_) {
+              process.exit(128 + STOP_SIGNALS[name]);
+            }
+          }
+        };
+        try {
+          probing = name;
+          process.on(name, onStop);
+        } catch (_) {
+          // A runtime without this signal: no snapshot on it.
+        }
+      }
+    }
+    let warnings = 0;
+    function onWarning(w) {
+      try {
+        if (warnings++ >= 1000 || w === null || typeof w !== 'object') return;
+        let text = `${w.name}: ${w.message}`;
+        const lines = String(w.stack || '').split('\n');
+        let n = 0;
+        for (let i = 1; i < lines.length && n < STACK_FRAMES; i++) {
+          const m = /^\s*at (?:(.*?) \()?(.*?):(\d+):(\d+)\)?$/.exec(lines[i]);
+          if (m === null) continue;
+          let file = m[2];
+          if (file.startsWith('node:') || file.startsWith('internal/') || file === AGENT_FILE) continue;
+          if (file.startsWith('file://')) file = decodeURIComponent(file.slice(7));
+          if (file.startsWith(cwdPrefix)) file = file.slice(cwdPrefix.length);
+          text += `\n${m[1] || ''}\t${file}:${m[3]}:${m[4]}`;
+          n++;
+        }
+        noteText(WARNING, executionAsyncId(), 0, 0, text.slice(0, 4096));
+        publish();
+      } catch (_) {}
+    }
+
     process.on('exit', (code) => {
       try {
         finish(typeof code === 'number' ? code : process.exitCode | 0);
       } catch (_) {}
     });
+
+    // Installed before the hook is enabled: the agent's own signal handles are not recorded.
+    // Adding a listener to `process` can schedule work of Node's (a forked child's IPC channel
+    // runs a tick on every new listener): a short-lived hook notes what is created meanwhile,
+    // and the main hook skips those ids until their destroy.
+    const pre = asyncHooks.createHook({
+      init(id, type) {
+        if (type === 'SIGNALWRAP') ownSignals.set(id, probing);
+        else own.add(id);
+      },
+    });
+    pre.enable();
+    try {
+      if (isMainThread) listenForStop();
+      process.on('warning', onWarning);
+    } catch (_) {}
+    pre.disable();
 
     setState(1, 0);
     hook.enable();

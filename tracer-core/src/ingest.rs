@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::io::{self, Write};
 
 use crate::record::{decode, RawRecord, Record, RECORD_SIZE};
-use crate::trace::{Event, EventKind, StreamId, StringId, TraceWriter};
+use crate::trace::{notes, Ending, Event, EventKind, StreamId, StringId, TraceWriter};
 
 /// The writer's own account of itself, from its `Exit` record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -261,6 +261,33 @@ impl StreamDecoder {
             })?;
         }
         Ok(())
+    }
+}
+
+impl StreamDecoder {
+    /// Writes a [`notes::ENDED`] event for a stream that ended without its exit handler (a
+    /// signal, a crash, still running when recording stopped), dated `at_ns` (monotonic) or
+    /// its last event if later. Exited and terminated streams get none: the agent dates its
+    /// own exit, and a terminated worker's end is only seen after a grace period.
+    pub fn ended<W: Write>(&mut self, ending: &Ending, at_ns: u64, out: &mut TraceWriter<W>) -> io::Result<()> {
+        let (how, b) = match *ending {
+            Ending::Signaled { signal } => (notes::ENDED_SIGNAL, u64::try_from(signal).unwrap_or(0)),
+            Ending::Vanished => (notes::ENDED_VANISHED, 0),
+            Ending::Running => (notes::ENDED_STOPPED, 0),
+            Ending::Exited { .. } | Ending::Terminated => return Ok(()),
+        };
+        self.time_ns = self.time_ns.max(at_ns.saturating_sub(self.start_ns));
+        out.event(&Event {
+            stream: self.stream,
+            time_ns: self.time_ns,
+            id: 0,
+            kind: EventKind::Note {
+                code: notes::ENDED,
+                a: how,
+                b,
+                text: None,
+            },
+        })
     }
 }
 

@@ -74,6 +74,8 @@ enum Msg {
         dropped: u64,
         ending: Ending,
         error: Option<String>,
+        /// Monotonic ns when the end was seen (the writer found gone, or recording stopped).
+        at_ns: u64,
     },
 }
 
@@ -89,6 +91,8 @@ struct Shared {
     /// The pid `record` started (0 until known); its ending comes from `finish`.
     main_pid: std::sync::atomic::AtomicU32,
     main: Mutex<Option<(u32, MainExit)>>,
+    /// Monotonic ns when recording stopped (0 while it runs).
+    stop_ns: std::sync::atomic::AtomicU64,
 }
 
 /// A running recording.
@@ -105,6 +109,7 @@ impl Recorder {
             stop: AtomicBool::new(false),
             main_pid: std::sync::atomic::AtomicU32::new(0),
             main: Mutex::new(None),
+            stop_ns: std::sync::atomic::AtomicU64::new(0),
         });
         // Bounded: a writer that falls behind blocks the drains, the rings fill and the agents
         // drop and count, rather than this process buffering without limit (32 x 2 MiB at most).
@@ -136,6 +141,7 @@ impl Recorder {
     /// left and finishes the trace.
     pub fn finish(self, main_pid: u32, main: MainExit) -> io::Result<RecordSummary> {
         *self.shared.main.lock().expect("main status lock") = Some((main_pid, main));
+        self.shared.stop_ns.store(monotonic_ns(), Ordering::Release);
         self.shared.stop.store(true, Ordering::Release);
         let unreadable = self.discovery.join().unwrap_or_default();
         let streams = self
@@ -195,6 +201,12 @@ fn open_ring(path: &Path) -> Result<Consumer<SharedRing>, String> {
     Consumer::open(map).map_err(|e| e.to_string())
 }
 
+/// CLOCK_MONOTONIC in ns: the clock of the agents' times.
+pub fn monotonic_ns() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+}
+
 fn pid_alive(pid: u32) -> bool {
     match rustix::process::Pid::from_raw(pid as i32) {
         Some(p) => rustix::process::test_kill_process(p).is_ok(),
@@ -210,6 +222,9 @@ fn drain_loop(ring: usize, mut consumer: Consumer<SharedRing>, tx: Sender<Msg>, 
     }
     let mut idle = Duration::from_micros(200);
     let mut quiet_since: Option<Instant> = None;
+    // When the writer's process was first seen gone: the end of a stream that ran no exit
+    // handler (a signal, a crash) is dated by it.
+    let mut gone_ns = 0u64;
     let drain_all = |consumer: &mut Consumer<SharedRing>| -> Result<(), String> {
         loop {
             let mut records = Vec::new();
@@ -236,6 +251,9 @@ fn drain_loop(ring: usize, mut consumer: Consumer<SharedRing>, tx: Sender<Msg>, 
         }
         let status = consumer.status();
         if !pid_alive(pid) {
+            if gone_ns == 0 {
+                gone_ns = monotonic_ns();
+            }
             let is_main = shared.main_pid.load(Ordering::Acquire) == pid;
             if is_main && shared.main.lock().expect("main status lock").is_none() {
                 // Reaped, but `finish` has not told us how it ended yet.
@@ -282,11 +300,20 @@ fn drain_loop(ring: usize, mut consumer: Consumer<SharedRing>, tx: Sender<Msg>, 
         }
     };
     let dropped = consumer.status().dropped;
+    let at_ns = match ending {
+        Ending::Running => match shared.stop_ns.load(Ordering::Acquire) {
+            0 => monotonic_ns(),
+            t => t,
+        },
+        _ if gone_ns != 0 => gone_ns,
+        _ => monotonic_ns(),
+    };
     let _ = tx.send(Msg::End {
         ring,
         dropped,
         ending,
         error,
+        at_ns,
     });
     // Drained for good: unmap and unlink, so the ring's memory is freed as soon as its writer
     // has let go of it too (a finished worker's agent does at once). Sessions with many
@@ -335,8 +362,12 @@ fn write_loop<W: Write>(rx: Receiver<Msg>, mut out: TraceWriter<W>, start_ns: u6
                 dropped,
                 ending,
                 error,
+                at_ns,
             }) => {
                 if let Some(Some(s)) = streams.get_mut(ring) {
+                    // Date the end of a stream that ran no exit handler (its exit handler
+                    // dates its own end), so ages run to the end of the run.
+                    s.decoder.ended(&ending, at_ns, &mut out)?;
                     let (mut malformed, _) = s.decoder.malformed();
                     if error.is_some() {
                         malformed += 1;

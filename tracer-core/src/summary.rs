@@ -6,7 +6,7 @@ use std::io::Read;
 
 use serde::Serialize;
 
-use crate::trace::{Ending, EventKind, Item, StreamId, TraceError, TraceReader};
+use crate::trace::{notes, Ending, EventKind, Item, StreamId, TraceError, TraceReader};
 
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 pub struct EventCounts {
@@ -40,6 +40,33 @@ pub struct ThreadSummary {
     /// `"terminated"`;
     /// null when the trace was cut before the thread ended.
     pub exit: Option<ExitJson>,
+    /// What held the thread open at its end, from the agent's last complete snapshot (at
+    /// exit, or at the signal that stopped it); null when none was taken.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held_open: Option<HeldOpen>,
+}
+
+/// The handles and timers a snapshot found open (`leaks` names them).
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct HeldOpen {
+    /// `exit`, or the signal (`SIGTERM`) it was taken at.
+    pub at: String,
+    /// Ref'd (holding the process open), not counting Node's own timers.
+    pub refd: u64,
+    pub unrefd: u64,
+    /// The first ref'd one: a timer's period or a socket's endpoints.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub example: Option<String>,
+}
+
+/// A process warning the app emitted, with how often.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct WarningSummary {
+    pub pid: u32,
+    pub thread: u32,
+    /// `Name: message`.
+    pub warning: String,
+    pub count: u64,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -94,7 +121,13 @@ pub struct TraceSummary {
     pub invalid_ids: u64,
     pub truncated: bool,
     pub processes: Vec<ProcessSummary>,
+    /// Process warnings (`MaxListenersExceededWarning`, deprecations), in order of first
+    /// appearance; `leaks` shows their stacks.
+    pub warnings: Vec<WarningSummary>,
 }
+
+/// One `ALIVE` note: flags, period, text.
+type Listed = (u64, u64, Option<u32>);
 
 struct StreamAcc {
     pid: u32,
@@ -106,6 +139,10 @@ struct StreamAcc {
     types: BTreeMap<u32, u64>,
     invalid_ids: u64,
     end: Option<crate::trace::StreamEnd>,
+    /// `ALIVE` notes since the last snapshot: (flags, period, text).
+    listing: Vec<Listed>,
+    /// The last complete snapshot: why it was taken, and what it listed.
+    held: Option<(u64, Vec<Listed>)>,
 }
 
 /// Reads the whole trace once and summarises it.
@@ -116,6 +153,7 @@ pub fn summarize<R: Read>(mut reader: TraceReader<R>) -> Result<TraceSummary, Tr
     let mut events = EventCounts::default();
     let mut streams: BTreeMap<StreamId, StreamAcc> = BTreeMap::new();
     let mut last_ns = 0u64;
+    let mut warnings: Vec<(StreamId, u32, u64)> = Vec::new();
     while let Some(item) = reader.next_item()? {
         match item {
             Item::Event(ev) => {
@@ -132,7 +170,11 @@ pub fn summarize<R: Read>(mut reader: TraceReader<R>) -> Result<TraceSummary, Tr
                     EventKind::After => events.after += 1,
                     EventKind::Destroy => events.destroy += 1,
                     EventKind::PromiseResolve { .. } => events.promise_resolve += 1,
-                    EventKind::Label { .. } | EventKind::Note { .. } => continue,
+                    EventKind::Note { code, a, b, text } => {
+                        note(&mut streams, &mut warnings, &ev, code, a, b, text);
+                        continue;
+                    }
+                    EventKind::Label { .. } => continue,
                 }
                 if let Some(s) = streams.get_mut(&ev.stream) {
                     s.events += 1;
@@ -158,6 +200,8 @@ pub fn summarize<R: Read>(mut reader: TraceReader<R>) -> Result<TraceSummary, Tr
                         types: BTreeMap::new(),
                         invalid_ids: 0,
                         end: None,
+                        listing: Vec::new(),
+                        held: None,
                     },
                 );
             }
@@ -202,6 +246,7 @@ pub fn summarize<R: Read>(mut reader: TraceReader<R>) -> Result<TraceSummary, Tr
     for (id, n) in types_by_id {
         *types.entry(name(id)).or_default() += n;
     }
+    let pids: BTreeMap<StreamId, (u32, u32)> = streams.iter().map(|(k, s)| (*k, (s.pid, s.thread))).collect();
     let mut processes: BTreeMap<u32, ProcessSummary> = BTreeMap::new();
     let (mut dropped, mut malformed, mut invalid_ids) = (0, 0, 0);
     for s in streams.into_values() {
@@ -228,7 +273,32 @@ pub fn summarize<R: Read>(mut reader: TraceReader<R>) -> Result<TraceSummary, Tr
         for (id, n) in &s.types {
             *thread_types.entry(name(*id)).or_default() += n;
         }
+        let held_open = s.held.as_ref().map(|(why, list)| {
+            let mine = |f: &u64| f & notes::ALIVE_NODE == 0;
+            let refd: Vec<_> = list
+                .iter()
+                .filter(|(f, _, _)| mine(f) && f & notes::ALIVE_REF != 0)
+                .collect();
+            HeldOpen {
+                at: if *why == 0 {
+                    "exit".to_owned()
+                } else {
+                    signal_name(i32::try_from(*why).unwrap_or(0))
+                },
+                refd: refd.len() as u64,
+                unrefd: list
+                    .iter()
+                    .filter(|(f, _, _)| mine(f) && f & notes::ALIVE_REF == 0)
+                    .count() as u64,
+                example: refd.first().and_then(|(_, period, text)| match (period, text) {
+                    (_, Some(t)) => Some(name(*t)),
+                    (p, None) if *p > 0 => Some(format!("a timer every {p} ms")),
+                    _ => None,
+                }),
+            }
+        });
         p.threads.push(ThreadSummary {
+            held_open,
             thread: s.thread,
             events: s.events,
             dropped: d,
@@ -238,7 +308,21 @@ pub fn summarize<R: Read>(mut reader: TraceReader<R>) -> Result<TraceSummary, Tr
             exit,
         });
     }
+    let warnings = warnings
+        .into_iter()
+        .map(|(stream, text, count)| {
+            let (pid, thread) = pids.get(&stream).copied().unwrap_or((0, 0));
+            let full = name(text);
+            WarningSummary {
+                pid,
+                thread,
+                warning: full.lines().next().unwrap_or("").to_owned(),
+                count,
+            }
+        })
+        .collect();
     Ok(TraceSummary {
+        warnings,
         command: meta.command,
         start_unix_ms: meta.start_unix_ms,
         duration_ms: last_ns as f64 / 1e6,
@@ -250,6 +334,38 @@ pub fn summarize<R: Read>(mut reader: TraceReader<R>) -> Result<TraceSummary, Tr
         truncated,
         processes: processes.into_values().collect(),
     })
+}
+
+/// Reads the notes `info` shows: snapshots of what was alive, and warnings.
+fn note(
+    streams: &mut BTreeMap<StreamId, StreamAcc>,
+    warnings: &mut Vec<(StreamId, u32, u64)>,
+    ev: &crate::trace::Event,
+    code: u32,
+    a: u64,
+    b: u64,
+    text: Option<u32>,
+) {
+    let Some(s) = streams.get_mut(&ev.stream) else { return };
+    match code {
+        notes::ALIVE => s.listing.push((a, b, text)),
+        notes::SNAPSHOT => {
+            let list = std::mem::take(&mut s.listing);
+            if list.len() as u64 == b {
+                s.held = Some((a, list));
+            }
+        }
+        notes::WARNING => {
+            let Some(text) = text else { return };
+            let n = warnings.len();
+            match warnings.iter_mut().find(|w| w.0 == ev.stream && w.1 == text) {
+                Some(w) => w.2 += 1,
+                None if n < 1000 => warnings.push((ev.stream, text, 1)),
+                None => {}
+            }
+        }
+        _ => {}
+    }
 }
 
 /// `SIGKILL` for 9, and so on; `signal N` for the rest.

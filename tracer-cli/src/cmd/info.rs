@@ -87,6 +87,32 @@ fn write_text(out: &mut impl Write, name: &str, s: &TraceSummary) -> std::io::Re
                 write!(out, ", {}", exit_text(&t.exit))?;
             }
             writeln!(out)?;
+            if let Some(h) = &t.held_open {
+                write!(out, "      held open at {} by ", h.at)?;
+                match h.refd {
+                    0 => write!(out, "nothing")?,
+                    1 => write!(out, "1 ref'd handle or timer")?,
+                    n => write!(out, "{n} ref'd handles and timers")?,
+                }
+                if let Some(e) = &h.example {
+                    write!(out, " ({e}{})", if h.refd > 1 { ", ..." } else { "" })?;
+                }
+                if h.unrefd > 0 {
+                    write!(out, "; {} unref'd", h.unrefd)?;
+                }
+                writeln!(out, "; `asynctrace leaks` names them")?;
+            }
+        }
+    }
+    if !s.warnings.is_empty() {
+        writeln!(out, "warnings:")?;
+        for w in &s.warnings {
+            let times = if w.count > 1 {
+                format!(" (x{})", w.count)
+            } else {
+                String::new()
+            };
+            writeln!(out, "  pid {}: {}{times}", w.pid, w.warning)?;
         }
     }
     Ok(())

@@ -44,6 +44,8 @@
 //! type parameter. [`Lifecycle::chain`] walks the trigger chain of a resource, also through
 //! recently destroyed ancestors.
 
+mod alive;
+mod chain;
 mod context;
 pub mod cpu;
 pub mod growth;
@@ -58,6 +60,8 @@ mod tree;
 #[cfg(test)]
 mod tests;
 
+pub use alive::{signal_name, AliveGroup, StreamEndInfo, WarningGroup};
+pub use chain::{fold_chain, FoldedLink};
 pub use context::{format_frame, run, site_of_stack, Context, Pass, SiteId, StreamDesc};
 pub use growth::GrowthRule;
 pub use leaks::{LeakClass, LeakExample, LeakGroup, LeakLink, LeakOptions, LeakReport, Leaks, HANDLE_TYPES};

@@ -112,14 +112,8 @@ fn chain_text(chain: &[LeakLink]) -> String {
     if chain.is_empty() {
         return "created at the top level".to_owned();
     }
-    let mut parts: Vec<String> = chain
-        .iter()
-        .map(|l| match (&l.type_name, &l.site) {
-            (Some(t), Some(s)) => format!("{t} #{} ({s})", l.id),
-            (Some(t), None) => format!("{t} #{}", l.id),
-            (None, _) => format!("#{} (gone)", l.id),
-        })
-        .collect();
+    let folded = super::chain::fold_chain(chain.iter().map(|l| (l.id, l.type_name.as_deref(), l.site.as_deref())));
+    let mut parts: Vec<String> = folded.iter().map(super::chain::FoldedLink::text).collect();
     if chain.last().is_some_and(|l| l.type_name.is_some()) {
         parts.push("root".to_owned());
     }
@@ -144,7 +138,24 @@ fn write_group(out: &mut impl Write, g: &LeakGroup, frames: usize) -> io::Result
             s.join(" ")
         )?;
     } else {
-        writeln!(out, ", oldest {:.1} ms", g.oldest_age_ms)?;
+        write!(out, ", oldest {:.1} ms", g.oldest_age_ms)?;
+        if let Some(p) = g.period_ms {
+            write!(out, ", every {p} ms")?;
+        }
+        if g.inferred > 0 {
+            write!(
+                out,
+                ", site inferred for {} from siblings of the same parent",
+                g.inferred
+            )?;
+        }
+        match g.refd {
+            Some(n) if n == g.count => write!(out, ", ref'd (holds the process open)")?,
+            Some(0) => write!(out, ", unref'd (does not hold the process open)")?,
+            Some(n) => write!(out, ", {n} ref'd (hold the process open)")?,
+            None => {}
+        }
+        writeln!(out)?;
     }
     let e = &g.example;
     let who = if e.thread == 0 {
@@ -153,6 +164,9 @@ fn write_group(out: &mut impl Write, g: &LeakGroup, frames: usize) -> io::Result
         format!("pid {} worker {}", e.pid, e.thread)
     };
     writeln!(out, "    example #{} ({who}), {}", e.id, chain_text(&e.chain))?;
+    if let Some(ep) = &g.endpoint {
+        writeln!(out, "    {ep}")?;
+    }
     for (i, f) in g.stack.iter().take(frames).enumerate() {
         writeln!(out, "    {} {f}", if i == 0 { "at" } else { "  " })?;
     }
@@ -178,8 +192,15 @@ pub fn write_leaks_text(out: &mut impl Write, r: &LeakReport, o: &TextOptions) -
             write_group(out, g, frames)?;
         }
     }
+    write_alive(out, r)?;
+    write_warnings(out, &r.warnings, frames)?;
     if o.all {
         writeln!(out, "not leaks:")?;
+        writeln!(
+            out,
+            "  closed before the end, destroy not delivered: {}",
+            r.closed_at_exit
+        )?;
         writeln!(
             out,
             "  settled, not yet collected: {} PROMISE (promise destroy waits for GC)",
@@ -196,6 +217,76 @@ pub fn write_leaks_text(out: &mut impl Write, r: &LeakReport, o: &TextOptions) -
         )?;
     }
     footer(out, r.dropped, r.invalid_ids, r.truncated)
+}
+
+fn who(pid: u32, thread: u32) -> String {
+    if thread == 0 {
+        format!("pid {pid}")
+    } else {
+        format!("pid {pid} worker {thread}")
+    }
+}
+
+/// The handles and timers alive at the end, ref'd ones first: why the process did not end.
+fn write_alive(out: &mut impl Write, r: &LeakReport) -> io::Result<()> {
+    if r.alive_at_end.is_empty() {
+        return Ok(());
+    }
+    let held: u64 = r.alive_at_end.iter().filter(|a| a.refd).map(|a| a.count).sum();
+    if held == 0 {
+        writeln!(
+            out,
+            "what holds the process open: nothing (no ref'd handle or timer at the end)"
+        )?;
+    } else {
+        writeln!(
+            out,
+            "what holds the process open: {} (ref'd, alive at the end):",
+            plural(held, "handle or timer", "handles and timers")
+        )?;
+    }
+    for a in &r.alive_at_end {
+        let hold = match (a.refd, a.node_internal) {
+            (true, false) => "ref'd  ",
+            (true, true) => "ref'd, Node's own",
+            (false, false) => "unref'd",
+            (false, true) => "unref'd, Node's own",
+        };
+        write!(out, "  {hold} {} {} at {}", a.count, a.type_name, site(&a.site))?;
+        if let Some(p) = a.period_ms {
+            write!(out, ", every {p} ms")?;
+        }
+        if let Some(e) = &a.endpoint {
+            write!(out, ", {e}")?;
+        }
+        writeln!(
+            out,
+            ", oldest {:.1} ms (#{}, {}, at {})",
+            a.oldest_age_ms,
+            a.example,
+            who(a.pid, a.thread),
+            a.at
+        )?;
+    }
+    Ok(())
+}
+
+fn write_warnings(out: &mut impl Write, warnings: &[super::WarningGroup], frames: usize) -> io::Result<()> {
+    if warnings.is_empty() {
+        return Ok(());
+    }
+    writeln!(out, "process warnings:")?;
+    for w in warnings {
+        write!(out, "  {}", w.warning)?;
+        if w.count > 1 {
+            write!(out, " (x{})", w.count)?;
+        }
+        writeln!(out, ", {} at {:.1} ms", who(w.pid, w.thread), w.first_ms)?;
+        for (i, f) in w.stack.iter().take(frames).enumerate() {
+            writeln!(out, "    {} {f}", if i == 0 { "at" } else { "  " })?;
+        }
+    }
+    Ok(())
 }
 
 pub fn write_slow_text(out: &mut impl Write, r: &SlowReport) -> io::Result<()> {

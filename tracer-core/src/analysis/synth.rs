@@ -137,6 +137,22 @@ impl<W: Write> Synth<W> {
         self.ev(s, ms, id, EventKind::Label { text })
     }
 
+    /// A note of the agent's (`trace::notes`) about resource `id` (0: the stream).
+    #[allow(clippy::too_many_arguments)]
+    pub fn note(
+        &mut self,
+        s: StreamId,
+        ms: f64,
+        id: u64,
+        code: u32,
+        a: u64,
+        b: u64,
+        text: Option<&str>,
+    ) -> io::Result<()> {
+        let text = text.map(|t| self.w.intern(t));
+        self.ev(s, ms, id, EventKind::Note { code, a, b, text })
+    }
+
     pub fn end_stream(&mut self, stream: StreamId, events: u64) -> io::Result<()> {
         self.end_stream_dropped(stream, events, 0)
     }

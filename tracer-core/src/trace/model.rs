@@ -107,6 +107,42 @@ pub mod notes {
 
     // What is alive at the end, warnings, ends of runs: 32..=63.
 
+    /// The agent's snapshot of what Node still held, written after its [`ALIVE`] notes (at
+    /// the `exit` event, or when a SIGINT, SIGTERM or SIGHUP reached the thread): `a` is why (0:
+    /// exit; else the signal number), `b` the number of `ALIVE` notes written just before it.
+    /// A handle or timer the agent watches (see `agent.js`, `WATCHED`) that was created before
+    /// a complete snapshot and is not listed in it was closed, whatever its missing `destroy`.
+    pub const SNAPSHOT: u32 = 32;
+    /// One handle or timer still open at a snapshot (id: the resource): `a` holds the
+    /// `ALIVE_*` flags, `b` the timer's period in ms (0 for a one-shot timer or a handle);
+    /// `text`, when present, the socket's endpoints (`local -> remote`) or the server's
+    /// listen address (`listening 0.0.0.0:3000`).
+    pub const ALIVE: u32 = 33;
+    /// `ALIVE` flag: ref'd, so it holds the process open (`hasRef()`).
+    pub const ALIVE_REF: u64 = 1;
+    /// `ALIVE` flag: Node's own timer (the HTTP Date-header cache, the HTTP server's
+    /// connection check), armed on the app's behalf.
+    pub const ALIVE_NODE: u64 = 2;
+    /// `ALIVE` flag: a server listening for connections.
+    pub const ALIVE_LISTENING: u64 = 4;
+    /// A repeating timer was created (id: the `Timeout`): `a` is its period in ms.
+    pub const INTERVAL: u32 = 34;
+    /// A process warning the app emitted (`process.emitWarning`, Node's own deprecations and
+    /// `MaxListenersExceededWarning`): id is `executionAsyncId()` when it was emitted; `text`
+    /// is `Name: message`, then its stack, one frame per line as in creation stacks.
+    pub const WARNING: u32 = 35;
+    /// The stream ended here (the event's time): `a` says how (one of `ENDED_*`), `b` the exit
+    /// code or the signal number.
+    pub const ENDED: u32 = 36;
+    /// `ENDED`: the thread ran its exit handler.
+    pub const ENDED_EXIT: u64 = 0;
+    /// `ENDED`: a signal killed the process (time: when the recorder saw it gone).
+    pub const ENDED_SIGNAL: u64 = 1;
+    /// `ENDED`: gone without an exit handler or status (time: when the recorder saw it gone).
+    pub const ENDED_VANISHED: u64 = 2;
+    /// `ENDED`: still running when `record` stopped (time: the stop).
+    pub const ENDED_STOPPED: u64 = 3;
+
     // CPU samples: 64..=95.
 
     /// A node of a thread's CPU call tree (id 0): `a` its id (stable for the whole thread,
