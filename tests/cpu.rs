@@ -314,20 +314,24 @@ fn exports_carry_the_samples() {
         "{tracks:?}"
     );
     // Its slices nest and run forward in time on their track.
-    let mut last: std::collections::HashMap<(u64, u64), f64> = Default::default();
-    let mut ends: std::collections::HashMap<(u64, u64), Vec<f64>> = Default::default();
+    // In whole nanoseconds: the export prints microseconds with three decimals, and sums of
+    // such floats are off by a few ulps, enough to make a slice that starts where its
+    // sibling ends look as if it crossed it.
+    let ns = |v: &Value| (v.as_f64().unwrap() * 1000.0).round() as i64;
+    let mut last: std::collections::HashMap<(u64, u64), i64> = Default::default();
+    let mut ends: std::collections::HashMap<(u64, u64), Vec<i64>> = Default::default();
     let mut names = std::collections::BTreeSet::new();
     for e in events.iter().filter(|e| e["cat"] == "cpu") {
         assert_eq!(e["ph"], "X", "{e}");
         let key = (e["pid"].as_u64().unwrap(), e["tid"].as_u64().unwrap());
-        let (ts, dur) = (e["ts"].as_f64().unwrap(), e["dur"].as_f64().unwrap());
-        assert!(ts >= *last.get(&key).unwrap_or(&0.0), "time runs back on {key:?}: {e}");
+        let (ts, dur) = (ns(&e["ts"]), ns(&e["dur"]));
+        assert!(ts >= *last.get(&key).unwrap_or(&0), "time runs back on {key:?}: {e}");
         last.insert(key, ts);
         // The enclosing slices still open at `ts` must contain this one.
         let open = ends.entry(key).or_default();
         open.retain(|&end| end > ts);
         assert!(
-            open.iter().all(|&end| end + 0.001 >= ts + dur),
+            open.iter().all(|&end| end >= ts + dur),
             "a slice crosses its parent's end: {e}"
         );
         open.push(ts + dur);
