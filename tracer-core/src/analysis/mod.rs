@@ -46,6 +46,7 @@
 
 mod context;
 pub mod growth;
+mod http;
 mod leaks;
 mod lifecycle;
 mod report;
@@ -53,16 +54,21 @@ mod requests;
 mod slow;
 pub mod synth;
 mod tree;
+pub mod waits;
 
 #[cfg(test)]
 mod tests;
 
 pub use context::{format_frame, run, site_of_stack, Context, Pass, SiteId, StreamDesc};
 pub use growth::GrowthRule;
+pub use http::route_of;
 pub use leaks::{LeakClass, LeakExample, LeakGroup, LeakLink, LeakOptions, LeakReport, Leaks, HANDLE_TYPES};
 pub use lifecycle::{ChainLink, Key, Lifecycle, Resource, Step};
 pub use report::{ms, write_leaks_text, write_requests_text, write_slow_text, write_tree_text, TextOptions};
-pub use requests::{Request, RequestOptions, RequestReport, Requests, Segment};
+pub use requests::{
+    Blocked, Job, Named, Pending, Request, RequestOptions, RequestReport, RequestState, Requests, RouteStats, Segment,
+    WaitCause,
+};
 pub use slow::{Slow, SlowCallback, SlowOptions, SlowReport};
 pub use tree::{Tree, TreeNode, TreeOptions, TreeReport, TreeStream};
 
