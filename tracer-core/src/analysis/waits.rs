@@ -86,6 +86,18 @@ impl Cause {
     }
 }
 
+/// The rule of [`Cause::Settled`]'s `explained`, for passes that keep their own state: a
+/// promise reaction whose wait began at `own_wait_from_ns` was settled by a resource with
+/// `settler_callbacks` callbacks, the latest of which waited from `settler_wait_from_ns`.
+pub fn settled_wait_explained(
+    settler_is_promise: bool,
+    settler_callbacks: u32,
+    settler_wait_from_ns: u64,
+    own_wait_from_ns: u64,
+) -> bool {
+    settler_callbacks > 0 && (settler_is_promise || settler_wait_from_ns <= own_wait_from_ns)
+}
+
 /// What [`Waits::cause`] needs of the resource whose callback starts now (copied out of the
 /// lifecycle, which the caller still borrows).
 #[derive(Debug, Clone, Copy)]
