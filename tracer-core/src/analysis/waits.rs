@@ -87,15 +87,19 @@ impl Cause {
 }
 
 /// The rule of [`Cause::Settled`]'s `explained`, for passes that keep their own state: a
-/// promise reaction whose wait began at `own_wait_from_ns` was settled by a resource with
-/// `settler_callbacks` callbacks, the latest of which waited from `settler_wait_from_ns`.
+/// promise reaction whose wait began at `own_wait_from_ns` awaited a promise settled at
+/// `settled_ns` by a resource with `settler_callbacks` callbacks, the latest of which waited
+/// from `settler_wait_from_ns`. Already settled when the wait began: the reaction only
+/// queued behind other callbacks, nothing to blame beyond them.
 pub fn settled_wait_explained(
+    settled_ns: Option<u64>,
     settler_is_promise: bool,
     settler_callbacks: u32,
     settler_wait_from_ns: u64,
     own_wait_from_ns: u64,
 ) -> bool {
-    settler_callbacks > 0 && (settler_is_promise || settler_wait_from_ns <= own_wait_from_ns)
+    settled_ns.is_some_and(|t| t <= own_wait_from_ns)
+        || settler_callbacks > 0 && (settler_is_promise || settler_wait_from_ns <= own_wait_from_ns)
 }
 
 /// What [`Waits::cause`] needs of the resource whose callback starts now (copied out of the
@@ -257,8 +261,15 @@ impl Waits {
             // Settled from a promise reaction: the wait continues in that reaction's own
             // chain, down to the timers, sockets and ports that carry it. Settled from any
             // other callback: explained when that callback's wait covers this one's start.
-            let explained = settler
-                .is_some_and(|r| r.callbacks > 0 && (self.is_promise(r.type_name) || r.wait_from_ns <= w.wait_from_ns));
+            let explained = settler.is_some_and(|r| {
+                settled_wait_explained(
+                    p.resolve_ns,
+                    self.is_promise(r.type_name),
+                    r.callbacks,
+                    r.wait_from_ns,
+                    w.wait_from_ns,
+                )
+            });
             return Cause::Settled {
                 awaited: w.trigger,
                 by,

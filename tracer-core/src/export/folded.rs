@@ -276,6 +276,7 @@ struct Res {
     trigger: u64,
     promise: bool,
     resolved_by: u64,
+    resolved_at: u64,
     last_wait_from: u64,
     callbacks: u32,
 }
@@ -434,6 +435,7 @@ impl Folder {
                         trigger,
                         promise: Some(type_name) == self.promise_type,
                         resolved_by: 0,
+                        resolved_at: NO_TIME,
                         last_wait_from: t,
                         callbacks: 0,
                     },
@@ -449,6 +451,7 @@ impl Folder {
                     trigger: 0,
                     promise: false,
                     resolved_by: 0,
+                    resolved_at: NO_TIME,
                     last_wait_from: t,
                     callbacks: 0,
                 });
@@ -489,8 +492,9 @@ impl Folder {
                 st.live.remove(&ev.id);
             }
             EventKind::PromiseResolve { by } => {
-                if let Some(r) = st.live.get_mut(&ev.id).filter(|r| r.resolved_by == 0) {
+                if let Some(r) = st.live.get_mut(&ev.id).filter(|r| r.resolved_at == NO_TIME) {
                     r.resolved_by = by;
+                    r.resolved_at = t;
                 }
             }
             EventKind::Label { .. } | EventKind::Note { .. } => {}
@@ -504,13 +508,13 @@ fn explained(st: &StreamState, awaited: u64, own: u64, from: u64) -> bool {
     let Some(p) = st.live.get(&awaited).filter(|p| p.promise) else {
         return false;
     };
-    let by = p.resolved_by;
+    let (by, at) = (p.resolved_by, (p.resolved_at != NO_TIME).then_some(p.resolved_at));
     if by < crate::analysis::FIRST_RESOURCE_ID || by == own {
         return false;
     }
     st.live
         .get(&by)
-        .is_some_and(|r| settled_wait_explained(r.promise, r.callbacks, r.last_wait_from, from))
+        .is_some_and(|r| settled_wait_explained(at, r.promise, r.callbacks, r.last_wait_from, from))
 }
 
 impl Handler for Folder {
