@@ -238,6 +238,12 @@ pub fn write_slow_text(out: &mut impl Write, r: &SlowReport) -> io::Result<()> {
             c.id,
             c.callback
         )?;
+        if let Some(r) = &c.request {
+            write!(out, " for {r}")?;
+        }
+        if c.site_inherited {
+            write!(out, " (site of a trigger)")?;
+        }
         if !c.finished {
             write!(out, " unfinished at exit")?;
         }

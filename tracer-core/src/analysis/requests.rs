@@ -419,6 +419,9 @@ impl Requests {
 
     /// Adds `ns` of sync time to `m`, unless another callback of `m` encloses this one.
     fn credit(&mut self, stream: StreamId, m: Member, ns: u64) {
+        if m.slot == NONE {
+            return;
+        }
         let nested = self.active(stream).iter().any(|x| x.member == m);
         if let Some(a) = self.acc(m).filter(|_| !nested) {
             a.sync_ns += ns;
@@ -804,11 +807,10 @@ impl Pass for Requests {
         match self.life.apply(ev) {
             Step::Before { res, .. } => {
                 let m = res.data;
-                if m.slot == NONE {
-                    return;
-                }
                 let w = Waiting::of((stream, ev.id), res, t);
                 let stack = res.stack;
+                // Every callback is tracked, members or not: a parser's callback becomes a
+                // request's when Node starts one in it.
                 let active = self.active(stream);
                 if active.len() >= MAX_ACTIVE {
                     // The oldest never ended (its `after` was dropped): forget it, so that
@@ -820,14 +822,12 @@ impl Pass for Requests {
                     member: m,
                     from_ns: t,
                 });
-                self.segment(m, w, stack);
+                if m.slot != NONE {
+                    self.segment(m, w, stack);
+                }
             }
             Step::After { res, .. } => {
-                let (owner, unowned) = (res.data.owner, res.data.slot == NONE);
-                self.waits.after(ev, Some(&*res), owner);
-                if unowned {
-                    return;
-                }
+                self.waits.after(ev, Some(&*res), res.data.owner);
                 let active = self.active(stream);
                 if let Some(pos) = active.iter().rposition(|x| x.id == ev.id) {
                     let x = active.remove(pos);

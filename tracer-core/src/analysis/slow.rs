@@ -14,7 +14,8 @@ use serde::Serialize;
 
 use super::context::{Context, Pass};
 use super::lifecycle::{Lifecycle, Step};
-use crate::trace::{Event, StreamId, StringId};
+use super::waits::Owner;
+use crate::trace::{notes, Event, EventKind, StreamId, StringId};
 
 /// What `slow` looks for.
 #[derive(Debug, Clone)]
@@ -52,6 +53,13 @@ pub struct SlowCallback {
     /// False when the stream ended inside the callback.
     pub finished: bool,
     pub stack: Vec<String>,
+    /// The HTTP request it ran for (`GET /report #12`), when it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request: Option<String>,
+    /// Its site is the nearest trigger's: Node created it without user frames (an accepted
+    /// socket, a request's parser).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub site_inherited: bool,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -84,13 +92,18 @@ struct Entry {
     finished: bool,
     type_name: StringId,
     stack: Option<StringId>,
+    owner: Owner,
+    /// The nearest trigger's stack, when it has none of its own.
+    inherited: Option<StringId>,
 }
 
 /// The pass.
 #[derive(Debug)]
 pub struct Slow {
     opts: SlowOptions,
-    life: Lifecycle,
+    /// Each resource's request, inherited at init from its trigger (see `requests`), and
+    /// the nearest stack on its trigger chain (its own, or inherited at init).
+    life: Lifecycle<(Owner, Option<StringId>)>,
     top: BinaryHeap<Reverse<Entry>>,
     count: u64,
     blocked_ns: u64,
@@ -134,7 +147,8 @@ impl Slow {
             .into_iter()
             .map(|e| {
                 let s = cx.stream(e.stream);
-                let site = cx.site(e.stack);
+                let site = cx.site(e.stack.or(e.inherited));
+                let request = e.owner.label.map(|l| format!("{} #{}", cx.string(l), e.owner.number));
                 SlowCallback {
                     pid: s.pid,
                     thread: s.thread,
@@ -146,6 +160,8 @@ impl Slow {
                     callback: e.callback,
                     finished: e.finished,
                     stack: cx.stack_frames(e.stack),
+                    request,
+                    site_inherited: e.stack.is_none() && e.inherited.is_some(),
                 }
             })
             .collect();
@@ -165,6 +181,28 @@ impl Slow {
 impl Pass for Slow {
     #[inline]
     fn event(&mut self, _cx: &mut Context, ev: &Event) {
+        match ev.kind {
+            EventKind::Init { trigger, stack, .. } => {
+                let (owner, up) = self.life.get((ev.stream, trigger)).map(|r| r.data).unwrap_or_default();
+                if let Step::Init(res) = self.life.apply(ev) {
+                    res.data = (owner, stack.or(up));
+                }
+                return;
+            }
+            EventKind::Note {
+                code: notes::REQUEST_START,
+                a,
+                text,
+                ..
+            } => {
+                // The parser's callbacks, and what they create, now work for this request.
+                if let Some(res) = self.life.get_mut((ev.stream, ev.id)) {
+                    res.data.0 = Owner { number: a, label: text };
+                }
+                return;
+            }
+            _ => {}
+        }
         if let Step::After { res, start_ns, sync_ns } = self.life.apply(ev) {
             if sync_ns > self.opts.threshold_ns {
                 let e = Entry {
@@ -176,6 +214,8 @@ impl Pass for Slow {
                     finished: true,
                     type_name: res.type_name,
                     stack: res.stack,
+                    owner: res.data.0,
+                    inherited: res.data.1,
                 };
                 self.offer(e);
             }
@@ -196,6 +236,8 @@ impl Pass for Slow {
                     finished: false,
                     type_name: res.type_name,
                     stack: res.stack,
+                    owner: res.data.0,
+                    inherited: res.data.1,
                 });
             }
         });

@@ -36,7 +36,7 @@ const LATE_MIN_NS: u64 = 2_000_000;
 const OUTGOING_DEPTH: usize = 6;
 
 /// Which request a resource works for: its number in its thread and its label.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Owner {
     /// 0: none.
     pub number: u64,
@@ -113,6 +113,9 @@ pub struct Waiting {
     pub wait_from_ns: u64,
     /// Now (the before).
     pub at_ns: u64,
+    /// Its own first promiseResolve: when, and by whom.
+    pub resolve_ns: Option<u64>,
+    pub resolved_by: u64,
 }
 
 impl Waiting {
@@ -123,6 +126,8 @@ impl Waiting {
             trigger: res.trigger,
             wait_from_ns: res.wait_from_ns,
             at_ns,
+            resolve_ns: res.resolve_ns,
+            resolved_by: res.resolved_by,
         }
     }
 }
@@ -251,19 +256,25 @@ impl Waits {
             return Cause::Outgoing(text);
         }
         if self.is_promise(w.type_name) {
-            let Some(p) = life.get((w.key.0, w.trigger)).filter(|p| self.is_promise(p.type_name)) else {
-                return Cause::Own;
-            };
-            let by = p.resolved_by;
+            // What it waited for: the promise it reacts to (its trigger), or, for a promise
+            // that is not a reaction to another, its own settlement.
+            let (awaited, settled_ns, by) =
+                match life.get((w.key.0, w.trigger)).filter(|p| self.is_promise(p.type_name)) {
+                    Some(p) => (w.trigger, p.resolve_ns, p.resolved_by),
+                    None if w.resolve_ns.is_some() => (w.key.1, w.resolve_ns, w.resolved_by),
+                    None => return Cause::Own,
+                };
             let settler = (by >= super::FIRST_RESOURCE_ID && by != w.key.1)
                 .then(|| life.get((w.key.0, by)))
                 .flatten();
+            // Settled before it began to wait: it only queued behind other callbacks.
+            let settled_early = settled_ns.is_some_and(|t| t <= w.wait_from_ns) && awaited != w.key.1;
             // Settled from a promise reaction: the wait continues in that reaction's own
             // chain, down to the timers, sockets and ports that carry it. Settled from any
             // other callback: explained when that callback's wait covers this one's start.
             let explained = settler.is_some_and(|r| {
                 settled_wait_explained(
-                    p.resolve_ns,
+                    settled_ns,
                     self.is_promise(r.type_name),
                     r.callbacks,
                     r.wait_from_ns,
@@ -271,9 +282,9 @@ impl Waits {
                 )
             });
             return Cause::Settled {
-                awaited: w.trigger,
+                awaited,
                 by,
-                explained,
+                explained: explained || settled_early,
                 outgoing: settler.and_then(|_| self.outgoing_above(life, (w.key.0, by))),
             };
         }
