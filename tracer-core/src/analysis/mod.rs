@@ -44,6 +44,7 @@
 //! type parameter. [`Lifecycle::chain`] walks the trigger chain of a resource, also through
 //! recently destroyed ancestors.
 
+mod blame;
 mod context;
 pub mod growth;
 mod http;

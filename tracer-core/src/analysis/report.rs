@@ -94,6 +94,19 @@ fn write_node(out: &mut impl Write, n: &TreeNode, depth: usize) -> io::Result<()
         write!(out, "  alive {}", n.alive)?;
     }
     writeln!(out)?;
+    if let Some(w) = &n.longest_wait {
+        let own = if n.count == 1 {
+            format!("#{}", n.first_id)
+        } else {
+            "one of them".to_owned()
+        };
+        writeln!(
+            out,
+            "{pad}    longest wait {:.1} ms: {}",
+            w.wait_ms,
+            cause_text(own, Some(&w.cause))
+        )?;
+    }
     for c in &n.children {
         write_node(out, c, depth + 1)?;
     }
@@ -372,7 +385,12 @@ fn named_text(n: &Named) -> String {
 /// `Timeout #59 app.js:21:35`, and what ended the wait.
 fn wait_text(s: &Segment) -> String {
     let own = format!("{} #{} {}", s.type_name, s.id, site(&s.site));
-    match &s.cause {
+    cause_text(own, s.cause.as_ref())
+}
+
+/// What ended a wait of `own`.
+fn cause_text(own: String, cause: Option<&WaitCause>) -> String {
+    match cause {
         None => own,
         Some(WaitCause::Outgoing { call }) => format!("{call} ({own})"),
         Some(WaitCause::Settled {

@@ -27,10 +27,11 @@
 
 use serde::Serialize;
 
+use super::blame::Blame;
 use super::context::{Context, Pass};
 use super::http::route_of;
 use super::lifecycle::{FxMap, Key, Lifecycle, Step};
-use super::waits::{Blocker, Cause, Owner, Waiting, Waits};
+use super::waits::{Owner, Waiting, Waits};
 use crate::trace::{notes, Event, EventKind, StreamId, StringId};
 
 /// Longest waits kept per request.
@@ -216,13 +217,7 @@ struct Seg {
     id: u64,
     type_name: StringId,
     stack: Option<StringId>,
-    cause: Cause,
-    /// Resolved at once (the settler may be gone by the report): awaited promise's and
-    /// settler's type, stack and request.
-    awaited: Option<(u64, StringId, Option<StringId>)>,
-    by: Option<(u64, StringId, Option<StringId>, Owner)>,
-    /// When the awaited promise settled (to find the job behind a message).
-    settled_ns: Option<u64>,
+    blame: Blame,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -459,25 +454,6 @@ impl Requests {
         }
     }
 
-    fn named(
-        &self,
-        cx: &mut Context,
-        id: u64,
-        type_name: Option<StringId>,
-        stack: Option<StringId>,
-        owner: Owner,
-    ) -> Named {
-        let site = cx.site(stack);
-        Named {
-            id,
-            type_name: type_name
-                .map_or("(created before tracing)", |t| cx.string(t))
-                .to_owned(),
-            site: cx.site_string(site),
-            request: owner_text(cx, owner),
-        }
-    }
-
     /// The wait that ends now, with its cause, offered to the request's segments.
     fn segment(&mut self, m: Member, w: Waiting, stack: Option<StringId>) {
         let Some(start) = self.acc(m).map(|a| a.start_ns) else {
@@ -487,27 +463,10 @@ impl Requests {
         if wait == 0 {
             return;
         }
-        let cause = self.waits.cause(&self.life, &w);
-        let stream = w.key.0;
-        let mut awaited = None;
-        let mut by = None;
-        let mut settled_ns = None;
-        if let Cause::Settled {
-            awaited: p,
-            by: b,
-            explained,
-            ..
-        } = cause
-        {
-            let settler = self.life.get((stream, b));
-            let owner = settler.map(|r| r.data.owner).unwrap_or_default();
-            if explained && owner.number == m.owner.number && owner.number != 0 {
-                // Inside a deeper wait of the same request (an await chain): counted there.
-                return;
-            }
-            settled_ns = self.life.get((stream, p)).and_then(|r| r.resolve_ns);
-            awaited = self.life.get((stream, p)).map(|r| (p, r.type_name, r.stack));
-            by = settler.map(|r| (b, r.type_name, r.stack, r.data.owner));
+        let blame = Blame::capture(&self.waits, &self.life, &w, |r| r.data.owner);
+        if blame.cause.explained() && blame.settler_owner.number == m.owner.number && m.owner.number != 0 {
+            // Inside a deeper wait of the same request (an await chain): counted there.
+            return;
         }
         let seg = Seg {
             wait_ns: wait,
@@ -515,10 +474,7 @@ impl Requests {
             id: w.key.1,
             type_name: w.type_name,
             stack,
-            cause,
-            awaited,
-            by,
-            settled_ns,
+            blame,
         };
         let Some(a) = self.acc(m) else { return };
         if a.segs.len() < SEGMENTS {
@@ -671,56 +627,9 @@ impl Requests {
         }
     }
 
-    /// For a promise settled by a MESSAGEPORT: the job on the other threads of the process.
-    fn job(&self, cx: &mut Context, stream: StreamId, g: &Seg) -> Option<Job> {
-        let (_, type_name, _, _) = g.by?;
-        if cx.string(type_name) != "MESSAGEPORT" {
-            return None;
-        }
-        let pid = cx.stream(stream).pid;
-        let others: Vec<StreamId> = (0..cx.streams.len() as StreamId)
-            .filter(|&s| s != stream && cx.streams[s as usize].pid == pid)
-            .collect();
-        let (s, b) = self.waits.last_job(others.into_iter(), g.settled_ns?)?;
-        Some(Job {
-            thread: cx.stream(s).thread,
-            callback: Blocked {
-                resource: self.named(cx, b.id, b.type_name, b.stack, b.owner),
-                sync_ms: super::ms(b.end_ns.saturating_sub(b.start_ns)),
-                start_ms: super::ms(b.start_ns),
-            },
-        })
-    }
-
     fn segment_out(&self, cx: &mut Context, stream: StreamId, g: &Seg) -> Segment {
         let site = cx.site(g.stack);
-        let cause = match g.cause {
-            Cause::Own => None,
-            Cause::Outgoing(text) => Some(WaitCause::Outgoing {
-                call: cx.string(text).to_owned(),
-            }),
-            Cause::Settled { outgoing, .. } => Some(WaitCause::Settled {
-                awaited: g
-                    .awaited
-                    .map(|(id, t, st)| self.named(cx, id, Some(t), st, Owner::default())),
-                by: g.by.map(|(id, t, st, o)| self.named(cx, id, Some(t), st, o)),
-                outgoing: outgoing.map(|o| cx.string(o).to_owned()),
-                job: self.job(cx, stream, g),
-            }),
-            Cause::LateTimer {
-                delay_ns,
-                late_ns,
-                blocker,
-            } => Some(WaitCause::LateTimer {
-                delay_ms: super::ms(delay_ns),
-                late_ms: super::ms(late_ns),
-                blocker: blocker.map(|b: Blocker| Blocked {
-                    resource: self.named(cx, b.id, b.type_name, b.stack, b.owner),
-                    sync_ms: super::ms(b.end_ns.saturating_sub(b.start_ns)),
-                    start_ms: super::ms(b.start_ns),
-                }),
-            }),
-        };
+        let cause = g.blame.render(cx, &self.waits, stream);
         Segment {
             id: g.id,
             type_name: cx.string(g.type_name).to_owned(),
@@ -730,17 +639,6 @@ impl Requests {
             cause,
         }
     }
-}
-
-/// `POST /checkout #12`.
-fn owner_text(cx: &Context, o: Owner) -> Option<String> {
-    if o.number == 0 {
-        return None;
-    }
-    Some(match o.label {
-        Some(l) => format!("{} #{}", cx.string(l), o.number),
-        None => format!("request #{}", o.number),
-    })
 }
 
 /// Nearest-rank percentile of sorted latencies in µs, as ms (0 for none).

@@ -143,6 +143,7 @@ impl<W: Write> Synth<W> {
     }
 
     /// A note of the agent's (see `trace::notes`).
+    #[allow(clippy::too_many_arguments)]
     pub fn note(
         &mut self,
         s: StreamId,
