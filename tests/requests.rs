@@ -226,3 +226,56 @@ fn express_under_keep_alive_load_has_one_row_per_request() {
     }
     assert!(timed > 0);
 }
+
+#[test]
+fn a_request_hung_when_the_app_was_stopped_is_listed_first_with_its_wait() {
+    use std::io::BufRead;
+    let s = Scratch::new("req-hang");
+    let trace = s.path("t.bin");
+    let mut child = support::record_node(&trace)
+        .arg(root().join("fixtures/shop/hang-server.js"))
+        .current_dir(root())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line, "ready\n");
+    Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(128 + 15),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = requests(&trace);
+    assert_eq!(
+        (r["count"].as_u64(), r["unfinished"].as_u64()),
+        (Some(3), Some(1)),
+        "{r}"
+    );
+    let hung = &rows(&r)[0];
+    assert_eq!(label(hung), "GET /hang");
+    assert_eq!(hung["state"], "unfinished");
+    assert!(
+        hung["waiting"]["site"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("fixtures/shop/lib/cache.js:5:")),
+        "{hung}"
+    );
+    // The two before it on the same connection are rows of their own.
+    assert!(
+        rows(&r)[1..]
+            .iter()
+            .all(|q| q["state"] == "finished" && q["connection"] == hung["connection"]),
+        "{r}"
+    );
+}

@@ -490,10 +490,10 @@ impl Requests {
     }
 
     /// Where each open request of `stream` waits now: the pending member at the leaf of its
-    /// chain (an unsettled promise that awaits no other unsettled promise of the request, or
-    /// a handle with no callback running), the latest created.
+    /// chain: the latest unsettled promise that awaits no other unsettled promise of the
+    /// request, else the latest handle with no callback running.
     fn find_leaves(&mut self, stream: StreamId) {
-        let mut best: FxMap<u32, (u64, u64)> = FxMap::default();
+        let mut best: FxMap<u32, (bool, u64, u64)> = FxMap::default();
         for (key, r) in self.life.iter_stream(stream) {
             let m = r.data;
             let Some(a) = self.slots.get(m.slot as usize).filter(|a| a.open && a.gen == m.gen) else {
@@ -515,12 +515,15 @@ impl Requests {
                     continue;
                 }
             }
-            let e = best.entry(m.slot).or_insert((0, 0));
-            if (r.init_ns, key.1) >= *e {
-                *e = (r.init_ns, key.1);
+            // An unsettled promise is what the handler awaits; a handle it opened (a log
+            // stream, a background timer) comes second.
+            let rank = (promise, r.init_ns, key.1);
+            let e = best.entry(m.slot).or_insert((false, 0, 0));
+            if rank >= *e {
+                *e = rank;
             }
         }
-        for (slot, (_, id)) in best {
+        for (slot, (_, _, id)) in best {
             let Some(r) = self.life.get((stream, id)) else { continue };
             let (type_name, mut stack, since_ns) = (r.type_name, r.stack, r.idle_since_ns);
             let mut inherited = false;
