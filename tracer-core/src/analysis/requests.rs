@@ -81,7 +81,7 @@ pub enum WaitCause {
         /// The outgoing call whose response settled it (`GET api.internal/users`).
         #[serde(skip_serializing_if = "Option::is_none")]
         outgoing: Option<String>,
-        /// Settled by a message from another thread: the long callback that ended last
+        /// Settled by a message from another thread: the long callback that started last
         /// on the other threads of the process before it (the job that posted it).
         #[serde(skip_serializing_if = "Option::is_none")]
         job: Option<Job>,

@@ -317,17 +317,19 @@ impl Waits {
             .find_map(|l| self.outgoing.get(&(key.0, l.id)).copied())
     }
 
-    /// The long callback that ended last, at or before `at_ns`, on one of `streams`: for a
-    /// message from another thread, the job that posted it. Looked up once the trace is
+    /// The long callback that started last, at or before `at_ns`, on one of `streams`: for
+    /// a message from another thread, the job that posted it. Looked up once the trace is
     /// read (threads' events reach the trace in batches, not in one time order); only the
     /// last [`BLOCKERS`] long callbacks of each thread are remembered.
     pub fn last_job(&self, streams: impl Iterator<Item = StreamId>, at_ns: u64) -> Option<(StreamId, Blocker)> {
         streams
             .filter_map(|s| {
                 let st = self.streams.get(s as usize)?;
-                st.blockers.iter().rev().find(|b| b.end_ns <= at_ns).map(|b| (s, *b))
+                // Started before the message was taken: the message is posted inside the
+                // job's callback, which may end after the other thread took it.
+                st.blockers.iter().rev().find(|b| b.start_ns <= at_ns).map(|b| (s, *b))
             })
-            .max_by_key(|(_, b)| b.end_ns)
+            .max_by_key(|(_, b)| b.start_ns)
     }
 
     /// The remembered callback that overlapped `[from, to]` most.
