@@ -78,9 +78,10 @@ fn shop_rows_match_the_client_and_blame_each_wait_on_its_cause() {
             .unwrap_or_else(|| panic!("a row for {l}"));
         assert_eq!(q["status"], c["status"], "{q}");
         let (server, client_ms) = (q["latency_ms"].as_f64().unwrap(), c["ms"].as_f64().unwrap());
-        // 0.2 ms: the trace's clock word ticks every 100 µs.
+        // 2 ms: the trace's clock word ticks every 100 µs and can lag a little on a busy
+        // machine; a stretched row (the Date timer) would be hundreds of ms over.
         assert!(
-            server <= client_ms + 0.2,
+            server <= client_ms + 2.0,
             "{l}: server {server} ms, client {client_ms} ms"
         );
     }
