@@ -31,11 +31,17 @@ use super::blame::Blame;
 use super::context::{Context, Pass};
 use super::http::route_of;
 use super::lifecycle::{FxMap, Key, Lifecycle, Step};
-use super::waits::{Owner, Waiting, Waits};
+use super::waits::{Cause, Owner, Waiting, Waits};
 use crate::trace::{notes, Event, EventKind, StreamId, StringId};
 
-/// Longest waits kept per request.
+/// Longest waits shown per request.
 pub const SEGMENTS: usize = 3;
+/// Candidates kept per request while it runs: waits that are one wait seen from several
+/// resources (a socket's wait and the outgoing call's) are folded into one before the
+/// [`SEGMENTS`] are chosen.
+const CANDIDATES: usize = 8;
+/// Slack when comparing wait intervals (the clock word ticks every 100 µs).
+const NEST_SLACK_NS: u64 = 500_000;
 const NONE: u32 = u32::MAX;
 /// Callbacks of members open at once per thread before the oldest is given up (its `after`
 /// was dropped); real nesting is a few levels deep.
@@ -477,7 +483,7 @@ impl Requests {
             blame,
         };
         let Some(a) = self.acc(m) else { return };
-        if a.segs.len() < SEGMENTS {
+        if a.segs.len() < CANDIDATES {
             a.segs.push(seg);
         } else if let Some(min) = a
             .segs
@@ -596,8 +602,7 @@ impl Requests {
     fn row(&self, cx: &mut Context, a: &Acc) -> Request {
         let latency = a.latency_ns();
         let s = cx.stream(a.stream);
-        let mut segs = a.segs.clone();
-        segs.sort_by(|x, y| y.wait_ns.cmp(&x.wait_ns).then(x.at_ns.cmp(&y.at_ns)));
+        let segs = distinct_waits(&a.segs);
         let segments = segs.iter().map(|g| self.segment_out(cx, a.stream, g)).collect();
         let waiting = a.leaf.map(|l| {
             let site = cx.site(l.stack);
@@ -642,6 +647,41 @@ impl Requests {
             cause,
         }
     }
+}
+
+/// The [`SEGMENTS`] longest waits, one per group of waits that overlap over 80% of the
+/// shorter: the one whose cause is
+/// known (the outgoing call rather than its socket), else the innermost (the deepest) that
+/// covers most of it.
+fn distinct_waits(all: &[Seg]) -> Vec<Seg> {
+    let mut segs = all.to_vec();
+    segs.sort_by(|x, y| y.wait_ns.cmp(&x.wait_ns).then(x.at_ns.cmp(&y.at_ns)));
+    let span = |g: &Seg| (g.at_ns.saturating_sub(g.wait_ns), g.at_ns);
+    // One wait seen from several resources: they overlap over most of the shorter one.
+    let nested = |a: &Seg, b: &Seg| {
+        let ((a0, a1), (b0, b1)) = (span(a), span(b));
+        let overlap = a1.min(b1).saturating_sub(a0.max(b0)) + NEST_SLACK_NS;
+        overlap * 5 >= a.wait_ns.min(b.wait_ns) * 4
+    };
+    let known = |g: &Seg| g.blame.cause != Cause::Own;
+    let mut out: Vec<Seg> = Vec::new();
+    for g in segs {
+        match out.iter_mut().find(|k| nested(k, &g)) {
+            // Sorted longest first: `g` is inside `k`, or nearly. A known cause wins; between equals
+            // the inner (deeper) one, unless it covers under half of `k` (a short wait at
+            // the end of a long one is not what the long one waited for).
+            Some(k) => {
+                let deeper = known(&g) == known(k) && g.wait_ns * 2 >= k.wait_ns;
+                if (known(&g) && !known(k)) || deeper {
+                    *k = g;
+                }
+            }
+            None => out.push(g),
+        }
+    }
+    out.sort_by(|x, y| y.wait_ns.cmp(&x.wait_ns).then(x.at_ns.cmp(&y.at_ns)));
+    out.truncate(SEGMENTS);
+    out
 }
 
 /// Nearest-rank percentile of sorted latencies in µs, as ms (0 for none).
