@@ -2,6 +2,9 @@
 // Recording overhead benchmark: the numbers in BENCHMARKS.md.
 //
 //   cargo build --release && node scripts/bench.js [--rounds 7] [--node PATH] > /tmp/bench.md
+//   node scripts/bench.js --workloads http --baseline /other/target/release/asynctrace
+//     (only the listed workloads; --baseline adds `record` variants of another build, to
+//     measure what a change to the agent costs)
 //
 // For each workload (scripts/bench-workloads) it runs, interleaved round by round so machine
 // noise hits every variant alike: no hook, an empty hook with all five callbacks (the floor any
@@ -31,11 +34,12 @@ if (!fs.existsSync(bin)) {
   process.exit(1);
 }
 
-const only = opt('--workload', null);
+const only = (opt('--workloads', null) || opt('--workload', '')).split(',').filter(Boolean);
 const workloads = [
   { name: 'promises', script: path.join(work, 'promises.js') },
   { name: 'http', script: path.join(work, 'http-load.js') },
-];
+].filter((w) => only.length === 0 || only.includes(w.name));
+const baseline = opt('--baseline', null);
 
 const variants = [
   { name: 'no hook', cmd: (w) => [node, w.script] },
@@ -48,13 +52,17 @@ const variants = [
   // Every stack, for the cost of site capture; slow, so only on the promise workload.
   { name: 'record, stacks on', record: ['--stacks', 'on'], only: 'promises' },
 ];
+if (baseline) {
+  variants.push({ name: 'baseline record, stacks off', record: ['--stacks', 'off'], bin: baseline });
+  variants.push({ name: 'baseline record (stacks auto)', record: [], bin: baseline });
+}
 
 function run(w, v, round) {
   let argv;
   let trace = null;
   if (v.record) {
     trace = path.join(tmp, `${w.name}-${round}-${v.record.join('')}.bin`);
-    argv = [bin, 'record', '-q', ...v.record, '-o', trace, '--', node, w.script];
+    argv = [v.bin || bin, 'record', '-q', ...v.record, '-o', trace, '--', node, w.script];
   } else {
     argv = v.cmd(w);
   }
@@ -86,7 +94,7 @@ const f1 = (x) => x.toFixed(1);
 const out = [];
 out.push(`Node ${spawnSync(node, ['--version'], { encoding: 'utf8' }).stdout.trim()}, ${os.cpus().length} cores, ${rounds} interleaved rounds, ${new Date().toISOString().slice(0, 10)}.`);
 out.push('');
-for (const w of workloads.filter((x) => !only || x.name === only)) {
+for (const w of workloads) {
   const results = new Map(variants.map((v) => [v.name, []]));
   for (let r = 0; r < rounds; r++) {
     for (const v of variants) if (!v.only || v.only === w.name) results.get(v.name).push(run(w, v, r));

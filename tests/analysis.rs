@@ -153,15 +153,17 @@ fn requests_ranks_the_slow_route_first_and_names_its_timer() {
     // Ranks and where each request waited; no amounts (see the blocking test above).
     for q in &rows[..5] {
         assert_eq!(q["label"], "GET /slow", "{q}");
-        // The timer is among the waits shown. Which wait ranks first is a matter of
-        // microseconds today: the promise that encloses the timer waits for it and a little
-        // more, so it can outrank it (blaming the deepest wait once is the requests model's
-        // next step).
+        // The deepest wait comes first, once: the timer, not the promises awaiting it.
         let segs = q["segments"].as_array().unwrap();
-        let seg = segs
-            .iter()
-            .find(|g| g["type"] == "Timeout" && g["site"] == "fixtures/http-slow.js:21:35")
-            .unwrap_or_else(|| panic!("the 100 ms timer is named among the waits: {q}"));
+        let seg = &segs[0];
+        assert_eq!(seg["type"], "Timeout", "{q}");
+        assert_eq!(seg["site"], "fixtures/http-slow.js:21:35", "{q}");
+        assert!(
+            segs.iter().all(|g| g["type"] != "PROMISE"),
+            "the promises of the await chain wait inside the timer's wait: {q}"
+        );
+        assert_eq!(q["state"], "finished", "{q}");
+        assert_eq!(q["status"], 200, "{q}");
         let (wait, latency) = (seg["wait_ms"].as_f64().unwrap(), q["latency_ms"].as_f64().unwrap());
         assert!(wait > 0.0 && wait <= latency, "the wait is part of the request: {q}");
     }

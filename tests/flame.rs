@@ -281,15 +281,24 @@ fn slow_route_timer_dominates_the_requests_async_wait() {
     let below: Vec<&str> = folded.lines().filter(|l| l.contains("HTTPINCOMINGMESSAGE;")).collect();
     // Orders, not amounts: how long a wait reads depends on how busy the machine is (and on
     // when the clock word was last refreshed), which a test must not assume.
-    // The promise awaiting the timer counts the same wait again, a little longer (a wait is not
-    // yet counted once per chain): leave promise leaves out of the ranking.
+    // A wait counts once per chain, at its deepest resource: the promises awaiting the timer
+    // add nothing.
+    let heaviest = below.iter().copied().max_by_key(|l| weight(l)).expect("request stacks");
     let leaf = |l: &str| l.rsplit_once(' ').unwrap().0.rsplit(';').next().unwrap().to_owned();
-    let heaviest = below
+    let promise_wait: u64 = below
         .iter()
-        .copied()
-        .filter(|l| !leaf(l).starts_with("PROMISE"))
-        .max_by_key(|l| weight(l))
-        .expect("request stacks");
+        .filter(|l| leaf(l).starts_with("PROMISE"))
+        .map(|l| weight(l))
+        .sum();
+    let timer_wait: u64 = below
+        .iter()
+        .filter(|l| leaf(l).starts_with("Timeout"))
+        .map(|l| weight(l))
+        .sum();
+    assert!(
+        promise_wait * 10 < timer_wait,
+        "promise waits {promise_wait} µs, timer {timer_wait} µs:\n{folded}"
+    );
     assert!(heaviest.contains("http-slow.js:21:"), "heaviest: {heaviest}\n{folded}");
     let timer = folded
         .lines()

@@ -460,33 +460,6 @@
       return sid;
     }
 
-    // --- labels: the method and URL of incoming HTTP requests, read off the server's async
-    // resource once Node has parsed the request (at a later `before` of the same resource).
-    // Held weakly: the agent must not keep an app's object alive.
-    const httpPending = new Map();
-    function labelRequest(id, ref) {
-      const resource = ref.deref();
-      if (resource === undefined) {
-        httpPending.delete(id);
-        return;
-      }
-      const res = resource.socket && resource.socket._httpMessage;
-      const req = res && res.req;
-      if (!req || typeof req.method !== 'string') return;
-      httpPending.delete(id);
-      const sid = nextStringId++;
-      const text = req.method + ' ' + String(req.url).slice(0, 512);
-      if (room(2) && defineString(sid, text)) {
-        const t = now();
-        if (t !== lastClock && room(1)) {
-          lastClock = t;
-          put(CLOCK, t, 0, 0);
-        }
-        if (room(1)) put(LABEL + sid * B, id, 0, 0);
-      }
-      publish();
-    }
-
     const executionAsyncId = asyncHooks.executionAsyncId;
 
     // Writes a note (codes: tracer-core/src/trace/model.rs, `notes`) about resource `id` (0: the
@@ -508,6 +481,87 @@
       publish();
       return true;
     }
+    // --- requests and outgoing calls, from Node's diagnostics channels (codes 1..=5 in
+    // tracer-core/src/trace/model.rs, `notes`). Each request gets a number in this thread; the
+    // numbers are kept in WeakMaps keyed by Node's own objects, so nothing of the app is held.
+    // A subscriber runs inside Node's emit, in the app's context: it must never throw.
+    const REQ_START = 1;
+    const REQ_FINISH = 2;
+    const TIMER = 3;
+    const OUT_START = 4;
+    const OUT_FINISH = 5;
+    const requestNumbers = new WeakMap();
+    let nextRequest = 1;
+    const outgoingNumbers = new WeakMap();
+    let nextOutgoing = 1;
+    function socketId(socket) {
+      const h = socket && socket._handle;
+      return h && typeof h.getAsyncId === 'function' ? h.getAsyncId() : 0;
+    }
+    function onRequestStart(m) {
+      try {
+        const n = nextRequest++;
+        requestNumbers.set(m.response, n);
+        const req = m.request;
+        // executionAsyncId(): the parser resource whose callback is handling the request.
+        note(REQ_START, executionAsyncId(), n, socketId(m.socket), req.method + ' ' + String(req.url).slice(0, 512));
+      } catch (_) {
+        // The request's row is lost, not the app's request.
+      }
+    }
+    function onResponseFinish(m) {
+      try {
+        const n = requestNumbers.get(m.response);
+        if (n !== undefined) note(REQ_FINISH, executionAsyncId(), n, m.response.statusCode >>> 0);
+      } catch (_) {}
+    }
+    function onClientStart(m) {
+      try {
+        const r = m.request;
+        const n = nextOutgoing++;
+        outgoingNumbers.set(r, n);
+        note(OUT_START, executionAsyncId(), n, 0, r.method + ' ' + (r.host || '') + String(r.path).slice(0, 256));
+      } catch (_) {}
+    }
+    function onClientFinish(m) {
+      try {
+        const n = outgoingNumbers.get(m.request);
+        // executionAsyncId(): the client parser (HTTPCLIENTREQUEST) that received the response.
+        if (n !== undefined) note(OUT_FINISH, executionAsyncId(), n, (m.response && m.response.statusCode) >>> 0);
+      } catch (_) {}
+    }
+    function onFetchCreate(m) {
+      try {
+        const r = m.request;
+        const n = nextOutgoing++;
+        outgoingNumbers.set(r, n);
+        note(OUT_START, executionAsyncId(), n, 0, r.method + ' ' + String(r.origin || '').replace(/^[a-z]+:\/\//, '') + String(r.path).slice(0, 256));
+      } catch (_) {}
+    }
+    function onFetchHeaders(m) {
+      try {
+        const n = outgoingNumbers.get(m.request);
+        if (n !== undefined) note(OUT_FINISH, executionAsyncId(), n, (m.response && m.response.statusCode) >>> 0);
+      } catch (_) {}
+    }
+    function timerNote(id, timer) {
+      const ms = timer && timer._idleTimeout;
+      if (typeof ms === 'number' && ms >= 0) note(TIMER, id, Math.floor(ms * 1000), timer._repeat ? 1 : 0);
+    }
+    try {
+      const dc = require('diagnostics_channel');
+      if (typeof dc.subscribe === 'function') {
+        dc.subscribe('http.server.request.start', onRequestStart);
+        dc.subscribe('http.server.response.finish', onResponseFinish);
+        dc.subscribe('http.client.request.start', onClientStart);
+        dc.subscribe('http.client.response.finish', onClientFinish);
+        dc.subscribe('undici:request:create', onFetchCreate);
+        dc.subscribe('undici:request:headers', onFetchHeaders);
+      }
+    } catch (_) {
+      // No channels (an old runtime): requests are not split, the events are all there.
+    }
+
     // Never throw into the app; and an event a hook saw is recorded or counted as dropped, so
     // every catch below that may have lost its event counts it (`lost`).
     function lost() {
@@ -530,9 +584,11 @@
           const t = typeId(type);
           if (t === 0) return lost();
           const s = stacksOff ? 0 : stackId(t, hooks.init);
-          if (type === 'HTTPINCOMINGMESSAGE') httpPending.set(id, new WeakRef(resource));
           event(INIT + t * 16 + s * B, id, trigger, executionAsyncId(), -1);
           if (watchT[t] === true) watch(id, type, resource);
+          // A timer's delay, so that a late one can be told from a long one (one note per
+          // Timeout; promises and ticks, the floods, pay only this comparison).
+          if (type === 'Timeout') timerNote(id, resource);
         } catch (_) {
           lost();
         }
@@ -543,14 +599,6 @@
           event(BEFORE, id, 0, 0, precise ? preciseNow() : -1);
         } catch (_) {
           return lost();
-        }
-        if (httpPending.size !== 0) {
-          try {
-            const r = httpPending.get(id);
-            if (r !== undefined) labelRequest(id, r);
-          } catch (_) {
-            // The label is lost, not the event.
-          }
         }
       },
       after(id) {
@@ -566,7 +614,6 @@
         if (id < firstInit && (own.delete(id) || ownSignals.has(id))) return;
         try {
           event(DESTROY, id, 0, 0, -1);
-          if (httpPending.size !== 0) httpPending.delete(id);
         } catch (_) {
           lost();
         }

@@ -36,6 +36,8 @@ pub struct Resource<X = ()> {
     pub sync_ns: u64,
     /// Sum of the async waits before its callbacks.
     pub wait_ns: u64,
+    /// Where the wait before its latest callback started (the wait model compares waits).
+    pub wait_from_ns: u64,
     pub resolve_ns: Option<u64>,
     /// The resource whose callback settled this promise (`executionAsyncId()` at its first
     /// promiseResolve); 0 when not recorded or settled outside any callback.
@@ -183,6 +185,7 @@ impl<X: Default> Lifecycle<X> {
                         t.saturating_sub(res.idle_since_ns)
                     };
                     res.wait_ns += wait_ns;
+                    res.wait_from_ns = res.idle_since_ns;
                     res.callbacks += 1;
                     res.before_ns = Some(t);
                     Step::Before { res, wait_ns }

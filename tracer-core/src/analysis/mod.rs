@@ -45,10 +45,12 @@
 //! recently destroyed ancestors.
 
 mod alive;
+mod blame;
 mod chain;
 mod context;
 pub mod cpu;
 pub mod growth;
+mod http;
 mod leaks;
 mod lifecycle;
 mod report;
@@ -56,6 +58,7 @@ mod requests;
 mod slow;
 pub mod synth;
 mod tree;
+pub mod waits;
 
 #[cfg(test)]
 mod tests;
@@ -64,10 +67,14 @@ pub use alive::{signal_name, AliveGroup, StreamEndInfo, WarningGroup};
 pub use chain::{fold_chain, FoldedLink};
 pub use context::{format_frame, run, site_of_stack, Context, Pass, SiteId, StreamDesc};
 pub use growth::GrowthRule;
+pub use http::route_of;
 pub use leaks::{LeakClass, LeakExample, LeakGroup, LeakLink, LeakOptions, LeakReport, Leaks, HANDLE_TYPES};
 pub use lifecycle::{ChainLink, Key, Lifecycle, Resource, Step};
 pub use report::{ms, write_leaks_text, write_requests_text, write_slow_text, write_tree_text, TextOptions};
-pub use requests::{Request, RequestOptions, RequestReport, Requests, Segment};
+pub use requests::{
+    Blocked, Job, Named, Pending, Request, RequestOptions, RequestReport, RequestState, Requests, RouteStats, Segment,
+    WaitCause,
+};
 pub use slow::{Slow, SlowCallback, SlowOptions, SlowReport};
 pub use tree::{Tree, TreeNode, TreeOptions, TreeReport, TreeStream};
 

@@ -3,7 +3,7 @@
 use std::io::{self, Write};
 
 use super::leaks::{LeakGroup, LeakLink, LeakReport};
-use super::requests::RequestReport;
+use super::requests::{Named, RequestReport, RequestState, Segment, WaitCause};
 use super::slow::SlowReport;
 use super::tree::{TreeNode, TreeReport};
 
@@ -94,6 +94,19 @@ fn write_node(out: &mut impl Write, n: &TreeNode, depth: usize) -> io::Result<()
         write!(out, "  alive {}", n.alive)?;
     }
     writeln!(out)?;
+    if let Some(w) = &n.longest_wait {
+        let own = if n.count == 1 {
+            format!("#{}", n.first_id)
+        } else {
+            "one of them".to_owned()
+        };
+        writeln!(
+            out,
+            "{pad}    longest wait {:.1} ms: {}",
+            w.wait_ms,
+            cause_text(own, Some(&w.cause))
+        )?;
+    }
     for c in &n.children {
         write_node(out, c, depth + 1)?;
     }
@@ -329,6 +342,12 @@ pub fn write_slow_text(out: &mut impl Write, r: &SlowReport) -> io::Result<()> {
             c.id,
             c.callback
         )?;
+        if let Some(r) = &c.request {
+            write!(out, " for {r}")?;
+        }
+        if c.site_inherited {
+            write!(out, " (site of a trigger)")?;
+        }
         if !c.finished {
             write!(out, " unfinished at exit")?;
         }
@@ -360,11 +379,11 @@ pub fn write_requests_text(out: &mut impl Write, r: &RequestReport) -> io::Resul
     if r.count == 0 {
         writeln!(
             out,
-            "no incoming HTTP requests (HTTPINCOMINGMESSAGE resources) in the trace"
+            "no incoming HTTP requests in the trace (requests are recorded from trace format 3 on)"
         )?;
         return footer(out, r.dropped, r.invalid_ids, r.truncated);
     }
-    writeln!(
+    write!(
         out,
         "{}: p50 {:.1} ms  p95 {:.1} ms  p99 {:.1} ms  max {:.1} ms",
         plural(r.count, "request", "requests"),
@@ -373,6 +392,13 @@ pub fn write_requests_text(out: &mut impl Write, r: &RequestReport) -> io::Resul
         r.p99_ms,
         r.max_ms
     )?;
+    if r.unfinished > 0 {
+        write!(out, "; {} unfinished", r.unfinished)?;
+    }
+    if r.aborted > 0 {
+        write!(out, "; {} aborted", r.aborted)?;
+    }
+    writeln!(out)?;
     writeln!(
         out,
         "{:>10} {:>8} {:>8} {:>10}  request",
@@ -385,26 +411,31 @@ pub fn write_requests_text(out: &mut impl Write, r: &RequestReport) -> io::Resul
         } else {
             format!("pid {} worker {}", q.pid, q.thread)
         };
+        let state = match (q.state, q.status) {
+            (RequestState::Unfinished, _) => "UNFINISHED".to_owned(),
+            (RequestState::Aborted, _) => "aborted".to_owned(),
+            (RequestState::Finished, Some(s)) => s.to_string(),
+            (RequestState::Finished, None) => "finished".to_owned(),
+        };
         writeln!(
             out,
-            "{:>10.1} {:>8.1} {:>8.1} {:>10.1}  {name} (#{}, {who}, {})",
-            q.latency_ms,
-            q.sync_ms,
-            q.wait_ms,
-            q.start_ms,
-            q.id,
-            plural(q.resources, "resource", "resources")
+            "{:>10.1} {:>8.1} {:>8.1} {:>10.1}  {name} #{} {state} (connection #{}, {who})",
+            q.latency_ms, q.sync_ms, q.wait_ms, q.start_ms, q.number, q.connection,
         )?;
-        for s in &q.segments {
+        if let Some(p) = &q.waiting {
             writeln!(
                 out,
-                "{:>41}waited {:.1} ms for {} #{} {}",
+                "{:>41}waiting since {:.1} ms for {} #{} {}{}",
                 "",
-                s.wait_ms,
-                s.type_name,
-                s.id,
-                site(&s.site)
+                p.since_ms,
+                p.type_name,
+                p.id,
+                site(&p.site),
+                if p.site_inherited { " (site of a trigger)" } else { "" }
             )?;
+        }
+        for s in &q.segments {
+            writeln!(out, "{:>41}waited {:.1} ms for {}", "", s.wait_ms, wait_text(s))?;
         }
         if let Some(cpu) = &q.cpu {
             super::cpu::write_summary_text(out, cpu, &" ".repeat(41))?;
@@ -417,7 +448,95 @@ pub fn write_requests_text(out: &mut impl Write, r: &RequestReport) -> io::Resul
             r.count as usize - r.requests.len()
         )?;
     }
+    if r.routes.len() > 1 {
+        writeln!(out, "routes (slowest p95 first):")?;
+        writeln!(
+            out,
+            "{:>8} {:>9} {:>9} {:>9} {:>9}  route",
+            "count", "p50 ms", "p95 ms", "p99 ms", "max ms"
+        )?;
+        for rt in r.routes.iter().take(20) {
+            writeln!(
+                out,
+                "{:>8} {:>9.1} {:>9.1} {:>9.1} {:>9.1}  {}",
+                rt.count, rt.p50_ms, rt.p95_ms, rt.p99_ms, rt.max_ms, rt.route
+            )?;
+        }
+        if r.routes.len() > 20 {
+            writeln!(out, "({} more routes in --format json)", r.routes.len() - 20)?;
+        }
+    }
     footer(out, r.dropped, r.invalid_ids, r.truncated)
+}
+
+fn named_text(n: &Named) -> String {
+    let mut s = format!("{} #{}", n.type_name, n.id);
+    if let Some(site) = &n.site {
+        s.push(' ');
+        s.push_str(site);
+    }
+    if let Some(r) = &n.request {
+        s.push_str(" of ");
+        s.push_str(r);
+    }
+    s
+}
+
+/// `Timeout #59 app.js:21:35`, and what ended the wait.
+fn wait_text(s: &Segment) -> String {
+    let own = format!("{} #{} {}", s.type_name, s.id, site(&s.site));
+    cause_text(own, s.cause.as_ref())
+}
+
+/// What ended a wait of `own`.
+fn cause_text(own: String, cause: Option<&WaitCause>) -> String {
+    match cause {
+        None => own,
+        Some(WaitCause::Outgoing { call }) => format!("{call} ({own})"),
+        Some(WaitCause::Settled {
+            awaited,
+            by,
+            outgoing,
+            job,
+        }) => {
+            let what = match awaited {
+                Some(a) => named_text(a),
+                None => own,
+            };
+            let mut t = match outgoing {
+                Some(call) => format!("{call} ({what})"),
+                None => what,
+            };
+            if let Some(b) = by {
+                t.push_str(", settled by ");
+                t.push_str(&named_text(b));
+            }
+            if let Some(j) = job {
+                t.push_str(&format!(
+                    ", after worker {}'s {} ran {:.1} ms",
+                    j.thread,
+                    named_text(&j.callback.resource),
+                    j.callback.sync_ms
+                ));
+            }
+            t
+        }
+        Some(WaitCause::LateTimer {
+            delay_ms,
+            late_ms,
+            blocker,
+        }) => {
+            let mut t = format!("{own}: due after {delay_ms:.1} ms, fired {late_ms:.1} ms late");
+            if let Some(b) = blocker {
+                t.push_str(&format!(
+                    ": the loop was blocked by {} for {:.1} ms",
+                    named_text(&b.resource),
+                    b.sync_ms
+                ));
+            }
+            t
+        }
+    }
 }
 
 fn footer(out: &mut impl Write, dropped: u64, invalid_ids: u64, truncated: bool) -> io::Result<()> {

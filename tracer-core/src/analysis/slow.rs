@@ -15,6 +15,7 @@ use serde::Serialize;
 use super::context::{Context, Pass};
 use super::cpu::{self, Cpu, CpuStep, CpuSummary, Profile, Windows};
 use super::lifecycle::{FxMap, Key, Lifecycle, Step};
+use super::waits::Owner;
 use crate::trace::{notes, Event, EventKind, StreamId, StringId};
 
 /// What `slow` looks for.
@@ -60,6 +61,13 @@ pub struct SlowCallback {
     /// What ran in it, from the CPU samples (absent when the trace has none for it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cpu: Option<CpuSummary>,
+    /// The HTTP request it ran for (`GET /report #12`), when it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request: Option<String>,
+    /// Its site is the nearest trigger's: Node created it without user frames (an accepted
+    /// socket, a request's parser).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub site_inherited: bool,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -95,6 +103,9 @@ struct Entry {
     /// Its CPU profile in [`Slow::profiles`] (0: none).
     token: u64,
     no_init: bool,
+    owner: Owner,
+    /// The nearest trigger's stack, when it has none of its own.
+    inherited: Option<StringId>,
 }
 
 /// The type of a resource whose init is not in the trace and of which no note says more.
@@ -104,7 +115,9 @@ const NO_TYPE: StringId = StringId::MAX;
 #[derive(Debug)]
 pub struct Slow {
     opts: SlowOptions,
-    life: Lifecycle,
+    /// Each resource's request, inherited at init from its trigger (see `requests`), and
+    /// the nearest stack on its trigger chain (its own, or inherited at init).
+    life: Lifecycle<(Owner, Option<StringId>)>,
     top: BinaryHeap<Reverse<Entry>>,
     count: u64,
     blocked_ns: u64,
@@ -233,6 +246,8 @@ impl Slow {
                         stack: None,
                         token,
                         no_init: true,
+                        owner: Owner::default(),
+                        inherited: None,
                     });
                 }
             }
@@ -251,7 +266,8 @@ impl Slow {
             .into_iter()
             .map(|e| {
                 let s = cx.stream(e.stream);
-                let site = cx.site(e.stack);
+                let site = cx.site(e.stack.or(e.inherited));
+                let request = e.owner.label.map(|l| format!("{} #{}", cx.string(l), e.owner.number));
                 SlowCallback {
                     pid: s.pid,
                     thread: s.thread,
@@ -272,6 +288,8 @@ impl Slow {
                         .profiles
                         .get(&e.token)
                         .and_then(|p| cpu::summarize(&self.cpu, cx, p, 5)),
+                    request,
+                    site_inherited: e.stack.is_none() && e.inherited.is_some(),
                 }
             })
             .collect();
@@ -291,14 +309,35 @@ impl Slow {
 impl Pass for Slow {
     #[inline]
     fn event(&mut self, cx: &mut Context, ev: &Event) {
-        if matches!(ev.kind, EventKind::Note { .. }) && self.cpu_note(cx, ev) {
-            return;
+        match ev.kind {
+            EventKind::Init { trigger, stack, .. } => {
+                let (owner, up) = self.life.get((ev.stream, trigger)).map(|r| r.data).unwrap_or_default();
+                if let Step::Init(res) = self.life.apply(ev) {
+                    res.data = (owner, stack.or(up));
+                }
+                return;
+            }
+            EventKind::Note {
+                code: notes::REQUEST_START,
+                a,
+                text,
+                ..
+            } => {
+                // The parser's callbacks, and what they create, now work for this request.
+                if let Some(res) = self.life.get_mut((ev.stream, ev.id)) {
+                    res.data.0 = Owner { number: a, label: text };
+                }
+                return;
+            }
+            EventKind::Note { .. } if self.cpu_note(cx, ev) => return,
+            _ => {}
         }
         match self.life.apply(ev) {
             Step::Before { .. } => self.windows.open(ev.stream, ev.id, ev.time_ns, 0),
             Step::Unknown => self.unseen_event(ev),
             Step::After { res, start_ns, sync_ns } => {
                 let (callbacks, type_name, stack) = (res.callbacks, res.type_name, res.stack);
+                let (owner, inherited) = res.data;
                 let token = self.token_for(sync_ns);
                 self.windows.close(ev.stream, ev.id, ev.time_ns, token);
                 if sync_ns > self.opts.threshold_ns {
@@ -313,6 +352,8 @@ impl Pass for Slow {
                         stack,
                         token,
                         no_init: false,
+                        owner,
+                        inherited,
                     };
                     self.offer(e);
                 }
@@ -337,6 +378,8 @@ impl Pass for Slow {
                     stack: res.stack,
                     token: 0,
                     no_init: false,
+                    owner: res.data.0,
+                    inherited: res.data.1,
                 });
             }
         });

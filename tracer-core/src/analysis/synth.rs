@@ -132,6 +132,11 @@ impl<W: Write> Synth<W> {
         self.ev(s, ms, id, EventKind::PromiseResolve { by: 0 })
     }
 
+    /// A promiseResolve run in a callback of `by`.
+    pub fn ev_resolve_by(&mut self, s: StreamId, ms: f64, id: u64, by: u64) -> io::Result<()> {
+        self.ev(s, ms, id, EventKind::PromiseResolve { by })
+    }
+
     pub fn label(&mut self, s: StreamId, ms: f64, id: u64, text: &str) -> io::Result<()> {
         let text = self.w.intern(text);
         self.ev(s, ms, id, EventKind::Label { text })
@@ -151,6 +156,32 @@ impl<W: Write> Synth<W> {
     ) -> io::Result<()> {
         let text = text.map(|t| self.w.intern(t));
         self.ev(s, ms, id, EventKind::Note { code, a, b, text })
+    }
+
+    /// Node began handling request `number` (`GET /x`) in a callback of `parser`.
+    pub fn request_start(
+        &mut self,
+        s: StreamId,
+        ms: f64,
+        parser: u64,
+        number: u64,
+        socket: u64,
+        text: &str,
+    ) -> io::Result<()> {
+        self.note(
+            s,
+            ms,
+            parser,
+            crate::trace::notes::REQUEST_START,
+            number,
+            socket,
+            Some(text),
+        )
+    }
+
+    /// The response of request `number` finished, with `status`.
+    pub fn request_finish(&mut self, s: StreamId, ms: f64, number: u64, status: u64) -> io::Result<()> {
+        self.note(s, ms, 0, crate::trace::notes::REQUEST_FINISH, number, status, None)
     }
 
     pub fn end_stream(&mut self, stream: StreamId, events: u64) -> io::Result<()> {
@@ -212,7 +243,7 @@ pub fn http_server_workload<W: Write>(out: W, events: u64, seed: u64) -> io::Res
         t += 0.05;
         s.before(st, t, msg)?;
         let route = routes[rng.below(routes.len() as u64) as usize];
-        s.label(st, t, msg, route)?;
+        s.request_start(st, t, msg, req_no, conn, route)?;
         n += 7;
         // The handler: an await chain.
         let depth = 2 + rng.below(6);
@@ -248,6 +279,7 @@ pub fn http_server_workload<W: Write>(out: W, events: u64, seed: u64) -> io::Res
             id += 1;
             n += 1;
         }
+        s.request_finish(st, t, req_no, 200)?;
         s.callback(st, t, conn, 0.05)?;
         s.destroy(st, t, msg)?;
         s.destroy(st, t, conn)?;

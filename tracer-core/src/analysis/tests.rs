@@ -22,7 +22,7 @@ pub(super) fn app_trace() -> Vec<u8> {
     s.init(st, 1.0, 10, "TCPWRAP", 5, None).unwrap();
     s.init(st, 1.0, 11, "HTTPINCOMINGMESSAGE", 10, None).unwrap();
     s.before(st, 1.1, 11).unwrap();
-    s.label(st, 1.1, 11, "GET /slow").unwrap();
+    s.request_start(st, 1.1, 11, 1, 10, "GET /slow").unwrap();
     s.init(st, 1.1, 12, "PROMISE", 11, Some("handler\tapp.js:12:9"))
         .unwrap();
     s.init(
@@ -37,13 +37,16 @@ pub(super) fn app_trace() -> Vec<u8> {
     s.after(st, 1.3, 11).unwrap();
     s.init(st, 2.0, 20, "TCPWRAP", 5, None).unwrap();
     s.init(st, 2.0, 21, "HTTPINCOMINGMESSAGE", 20, None).unwrap();
-    s.callback(st, 2.1, 21, 0.4).unwrap();
-    s.label(st, 2.1, 21, "GET /fast").unwrap();
+    s.before(st, 2.1, 21).unwrap();
+    s.request_start(st, 2.1, 21, 2, 20, "GET /fast").unwrap();
+    s.after(st, 2.5, 21).unwrap();
+    s.request_finish(st, 2.5, 2, 200).unwrap();
     s.destroy(st, 3.0, 21).unwrap();
     s.destroy(st, 3.0, 20).unwrap();
     s.callback(st, 101.3, 13, 0.1).unwrap();
-    s.resolve(st, 101.4, 12).unwrap();
+    s.ev_resolve_by(st, 101.3, 12, 13).unwrap();
     s.callback(st, 101.4, 12, 0.6).unwrap();
+    s.request_finish(st, 102.0, 1, 200).unwrap();
     s.destroy(st, 102.0, 13).unwrap();
     s.destroy(st, 102.0, 11).unwrap();
     s.destroy(st, 102.0, 10).unwrap();
@@ -213,33 +216,158 @@ fn requests_rank_the_slow_one_first_and_name_the_timer() {
     assert_eq!(slow.label.as_deref(), Some("GET /slow"));
     assert!(
         (slow.latency_ms - (102.0 - 1.1)).abs() < 1e-9,
-        "first before to the last after in the subtree"
+        "from its start to its finish: {slow:?}"
     );
     assert_eq!(slow.resources, 3);
     assert_eq!(slow.segments[0].type_name, "Timeout");
     assert_eq!(slow.segments[0].site.as_deref(), Some("app.js:5:30"));
     assert!((slow.segments[0].wait_ms - 100.2).abs() < 1e-9);
+    assert_eq!(slow.status, Some(200));
     assert_eq!(r.requests[1].label.as_deref(), Some("GET /fast"));
+    assert!(
+        (r.requests[1].sync_ms - 0.4).abs() < 1e-9,
+        "the handler's own work counts"
+    );
     assert_eq!(r.p50_ms, r.requests[1].latency_ms);
     assert_eq!(r.p99_ms, slow.latency_ms);
 }
 
 #[test]
-fn kept_alive_parser_starts_a_request_per_label() {
+fn kept_alive_and_pipelined_requests_are_rows_of_their_own() {
     let mut s = Synth::in_memory();
     let st = s.stream(1, 0).unwrap();
-    s.init(st, 0.0, 2, "HTTPINCOMINGMESSAGE", 1, None).unwrap();
+    s.init(st, 0.0, 3, "TCPWRAP", 1, None).unwrap();
+    s.init(st, 0.0, 2, "HTTPINCOMINGMESSAGE", 3, None).unwrap();
     for (i, at) in [1.0, 5.0, 9.0].iter().enumerate() {
         s.before(st, *at, 2).unwrap();
-        s.label(st, *at, 2, &format!("GET /{i}")).unwrap();
+        s.request_start(st, *at, 2, i as u64 + 1, 3, &format!("GET /{i}"))
+            .unwrap();
         s.after(st, at + 0.5, 2).unwrap();
+        s.request_finish(st, at + 0.5, i as u64 + 1, 200).unwrap();
     }
+    // Two pipelined requests parsed in one callback; the second waits for a timer.
+    s.before(st, 20.0, 2).unwrap();
+    s.request_start(st, 20.0, 2, 4, 3, "GET /p1").unwrap();
+    s.request_start(st, 20.2, 2, 5, 3, "GET /p2").unwrap();
+    s.init(st, 20.2, 6, "Timeout", 2, Some("\tapp.js:1:1")).unwrap();
+    // p1's res.end arms Node's Date-header timer, which fires long after it finished.
+    s.init(st, 20.1, 7, "Timeout", 2, Some("end\tapp.js:14:9")).unwrap();
+    s.after(st, 20.4, 2).unwrap();
+    s.request_finish(st, 20.5, 4, 200).unwrap();
+    s.callback(st, 1000.0, 7, 0.1).unwrap();
+    s.callback(st, 30.0, 6, 0.1).unwrap();
+    s.request_finish(st, 30.1, 5, 200).unwrap();
     let buf = s.finish().unwrap();
     let mut pass = Requests::new(RequestOptions::default());
     let mut cx = analyse(&buf, &mut pass);
     let r = pass.finish(&mut cx);
-    assert_eq!(r.count, 3);
-    assert!(r.requests.iter().all(|q| q.latency_ms == 0.5), "{:?}", r.requests);
+    assert_eq!(r.count, 5);
+    let by = |l: &str| r.requests.iter().find(|q| q.label.as_deref() == Some(l)).unwrap();
+    for i in 0..3 {
+        assert!(
+            (by(&format!("GET /{i}")).latency_ms - 0.5).abs() < 1e-9,
+            "{:?}",
+            r.requests
+        );
+    }
+    assert!((by("GET /p1").sync_ms - 0.2).abs() < 1e-9, "{:?}", by("GET /p1"));
+    assert!(
+        (by("GET /p1").latency_ms - 0.5).abs() < 1e-9,
+        "not stretched by the Date timer"
+    );
+    let p2 = by("GET /p2");
+    assert!((p2.latency_ms - 9.9).abs() < 1e-9, "{p2:?}");
+    assert_eq!(p2.segments[0].type_name, "Timeout");
+    assert!(r.requests.iter().all(|q| q.connection == 3));
+}
+
+#[test]
+fn an_unfinished_request_comes_first_with_the_promise_it_waits_on() {
+    let mut s = Synth::in_memory();
+    let st = s.stream(1, 0).unwrap();
+    s.init(st, 0.0, 2, "HTTPINCOMINGMESSAGE", 1, None).unwrap();
+    s.before(st, 1.0, 2).unwrap();
+    s.request_start(st, 1.0, 2, 1, 0, "GET /slowish").unwrap();
+    s.after(st, 1.1, 2).unwrap();
+    s.request_finish(st, 80.0, 1, 200).unwrap();
+    s.before(st, 90.0, 2).unwrap();
+    s.request_start(st, 90.0, 2, 2, 0, "GET /hang").unwrap();
+    // handler() -> await warmup(): the handler's promise, the never-settled one, the await's.
+    s.init(st, 90.0, 3, "PROMISE", 2, Some("handler\tapp.js:3:1")).unwrap();
+    s.init(st, 90.0, 4, "PROMISE", 2, Some("warmup\tcache.js:5:21"))
+        .unwrap();
+    s.init(st, 90.0, 5, "PROMISE", 4, Some("handler\tapp.js:4:3")).unwrap();
+    s.after(st, 90.1, 2).unwrap();
+    let buf = s.finish().unwrap();
+    let mut pass = Requests::new(RequestOptions::default());
+    let mut cx = analyse(&buf, &mut pass);
+    let r = pass.finish(&mut cx);
+    assert_eq!((r.count, r.unfinished), (2, 1));
+    let hung = &r.requests[0];
+    assert_eq!(hung.label.as_deref(), Some("GET /hang"));
+    assert_eq!(hung.state, RequestState::Unfinished);
+    let w = hung.waiting.as_ref().expect("where it waits");
+    assert_eq!((w.id, w.site.as_deref()), (4, Some("cache.js:5:21")));
+}
+
+#[test]
+fn a_promise_settled_by_another_request_names_it_and_a_late_timer_its_blocker() {
+    let mut s = Synth::in_memory();
+    let st = s.stream(1, 0).unwrap();
+    s.init(st, 0.0, 2, "HTTPINCOMINGMESSAGE", 1, None).unwrap();
+    s.init(st, 0.0, 3, "HTTPINCOMINGMESSAGE", 1, None).unwrap();
+    // A holds the permit; B queues on it (promise 11, awaited by 12).
+    s.before(st, 1.0, 2).unwrap();
+    s.request_start(st, 1.0, 2, 1, 0, "POST /checkout").unwrap();
+    s.init(st, 1.0, 10, "Timeout", 2, Some("\tdb.js:4:35")).unwrap();
+    s.note(st, 1.0, 10, crate::trace::notes::TIMER, 40_000, 0, None)
+        .unwrap();
+    s.after(st, 1.1, 2).unwrap();
+    s.before(st, 2.0, 3).unwrap();
+    s.request_start(st, 2.0, 3, 2, 0, "POST /checkout").unwrap();
+    s.init(st, 2.0, 11, "PROMISE", 3, Some("acquire\tsemaphore.js:14:11"))
+        .unwrap();
+    s.init(st, 2.0, 12, "PROMISE", 11, Some("acquire\tsemaphore.js:14:5"))
+        .unwrap();
+    s.after(st, 2.1, 3).unwrap();
+    // A report blocks the loop from 5 to 61 ms: A's 40 ms timer fires 20 ms late.
+    s.init(st, 4.0, 20, "Immediate", 1, Some("\treport-builder.js:12:35"))
+        .unwrap();
+    s.callback(st, 5.0, 20, 56.0).unwrap();
+    s.before(st, 61.0, 10).unwrap();
+    s.ev_resolve_by(st, 61.0, 11, 10).unwrap();
+    s.after(st, 61.1, 10).unwrap();
+    s.request_finish(st, 61.2, 1, 201).unwrap();
+    s.callback(st, 61.2, 12, 0.1).unwrap();
+    s.request_finish(st, 61.4, 2, 201).unwrap();
+    let buf = s.finish().unwrap();
+    let mut pass = Requests::new(RequestOptions::default());
+    let mut cx = analyse(&buf, &mut pass);
+    let r = pass.finish(&mut cx);
+    let a = r.requests.iter().find(|q| q.number == 1).unwrap();
+    match &a.segments[0].cause {
+        Some(WaitCause::LateTimer {
+            late_ms,
+            blocker: Some(b),
+            ..
+        }) => {
+            assert!((late_ms - 20.0).abs() < 1e-9, "{a:?}");
+            assert_eq!(b.resource.site.as_deref(), Some("report-builder.js:12:35"));
+        }
+        other => panic!("a late timer: {other:?}"),
+    }
+    let b = r.requests.iter().find(|q| q.number == 2).unwrap();
+    match &b.segments[0].cause {
+        Some(WaitCause::Settled {
+            awaited: Some(p),
+            by: Some(by),
+            ..
+        }) => {
+            assert_eq!(p.site.as_deref(), Some("semaphore.js:14:11"));
+            assert_eq!(by.request.as_deref(), Some("POST /checkout #1"));
+        }
+        other => panic!("settled by the holder: {other:?}"),
+    }
 }
 
 #[test]
@@ -322,27 +450,29 @@ fn a_closed_request_frees_its_slot_and_late_promise_callbacks_do_not_leak_into_t
     // Request A: parser 2, a promise 3 that outlives it (GC) and runs late.
     s.init(st, 0.0, 2, "HTTPINCOMINGMESSAGE", 1, None).unwrap();
     s.before(st, 1.0, 2).unwrap();
-    s.label(st, 1.0, 2, "GET /a").unwrap();
+    s.request_start(st, 1.0, 2, 1, 0, "GET /a").unwrap();
     s.init(st, 1.0, 3, "PROMISE", 2, None).unwrap();
     s.after(st, 2.0, 2).unwrap();
+    s.request_finish(st, 2.0, 1, 200).unwrap();
     s.destroy(st, 3.0, 2).unwrap();
     // Request B reuses A's slot; then A's promise runs: it must not count for B.
     s.init(st, 4.0, 4, "HTTPINCOMINGMESSAGE", 1, None).unwrap();
     s.before(st, 5.0, 4).unwrap();
-    s.label(st, 5.0, 4, "GET /b").unwrap();
+    s.request_start(st, 5.0, 4, 2, 0, "GET /b").unwrap();
     s.after(st, 5.5, 4).unwrap();
+    s.request_finish(st, 5.5, 2, 200).unwrap();
     s.destroy(st, 6.0, 4).unwrap();
     s.callback(st, 50.0, 3, 1.0).unwrap();
     let buf = s.finish().unwrap();
     let mut pass = Requests::new(RequestOptions::default());
     let mut cx = analyse(&buf, &mut pass);
     let r = pass.finish(&mut cx);
-    let got: Vec<(&str, f64)> = r
+    let got: Vec<(&str, f64, f64)> = r
         .requests
         .iter()
-        .map(|q| (q.label.as_deref().unwrap_or("?"), q.latency_ms))
+        .map(|q| (q.label.as_deref().unwrap_or("?"), q.latency_ms, q.sync_ms))
         .collect();
-    assert_eq!(got, vec![("GET /a", 1.0), ("GET /b", 0.5)]);
+    assert_eq!(got, vec![("GET /a", 1.0, 1.0), ("GET /b", 0.5, 0.5)]);
 }
 
 // See: `slow` on a trace with heavy drops printed "653675.7 ms blocked" for a 1 s run: callbacks

@@ -12,8 +12,11 @@
 
 use serde::Serialize;
 
+use super::blame::Blame;
 use super::context::{Context, Pass, SiteId};
 use super::lifecycle::{FxMap, Lifecycle, Step};
+use super::requests::WaitCause;
+use super::waits::{Cause, Owner, Waiting, Waits};
 use crate::trace::{Event, EventKind, StreamId, StringId};
 
 /// How far up a repeated type and site fold into an ancestor group.
@@ -53,6 +56,18 @@ impl Default for TreeOptions {
     }
 }
 
+/// A group's longest explained wait.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct LongestWait {
+    pub wait_ms: f64,
+    pub cause: WaitCause,
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)]
+fn is_zero_ms(v: &f64) -> bool {
+    *v == 0.0
+}
+
 /// A group in the report.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct TreeNode {
@@ -65,7 +80,14 @@ pub struct TreeNode {
     pub first_id: u64,
     pub callbacks: u64,
     pub sync_ms: f64,
+    /// Waits of its callbacks, each counted once: a promise's wait that lies inside a deeper
+    /// one (an await chain) is in `explained_wait_ms` instead.
     pub wait_ms: f64,
+    #[serde(skip_serializing_if = "is_zero_ms")]
+    pub explained_wait_ms: f64,
+    /// Its longest wait whose cause is known, and the cause.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub longest_wait: Option<LongestWait>,
     /// Mean lifetime of those destroyed before the end.
     pub avg_life_ms: Option<f64>,
     /// Still alive at the end.
@@ -112,6 +134,10 @@ struct Group {
     callbacks: u64,
     sync_ns: u64,
     wait_ns: u64,
+    /// Waits that lie inside deeper ones (see `waits`), left out of `wait_ns`.
+    explained_ns: u64,
+    /// The longest wait with a known cause, and its stream.
+    longest: Option<(u64, StreamId, Blame)>,
     life_ns: u64,
     destroyed: u64,
     alive_at_end: u64,
@@ -133,6 +159,8 @@ pub struct Tree {
     root_stream: Option<StreamId>,
     pinned: u32,
     tombs: Vec<Option<((StreamId, u64), u32)>>,
+    /// The shared wait model: what each wait waited for.
+    waits: Waits,
 }
 
 impl Tree {
@@ -165,6 +193,8 @@ impl Tree {
             callbacks: 0,
             sync_ns: 0,
             wait_ns: 0,
+            explained_ns: 0,
+            longest: None,
             life_ns: 0,
             destroyed: 0,
             alive_at_end: 0,
@@ -331,6 +361,14 @@ impl Render<'_> {
             callbacks: gr.callbacks,
             sync_ms: super::ms(gr.sync_ns),
             wait_ms: super::ms(gr.wait_ns),
+            explained_wait_ms: super::ms(gr.explained_ns),
+            longest_wait: gr.longest.and_then(|(ns, stream, b)| {
+                let cause = b.render(self.cx, &self.tree.waits, stream)?;
+                Some(LongestWait {
+                    wait_ms: super::ms(ns),
+                    cause,
+                })
+            }),
             avg_life_ms: (gr.destroyed > 0).then(|| super::ms(gr.life_ns / gr.destroyed)),
             alive: gr.alive_at_end,
             recursive: gr.recursive,
@@ -383,6 +421,9 @@ impl Pass for Tree {
                     }
                 }
             };
+            if !self.waits.knows_types() {
+                self.waits.learn_type(type_name, cx.string(type_name));
+            }
             let site = cx.site(stack);
             let g = if self.opts.root == Some(ev.id) && self.root_stream == Some(ev.stream) && self.pinned == NONE {
                 self.pinned = self.new_group(parent, type_name, site, ev.id);
@@ -398,17 +439,32 @@ impl Pass for Tree {
             }
             return;
         }
+        self.waits.event(ev);
         match self.life.apply(ev) {
             Step::Before { res, wait_ns } => {
-                if let Some(gr) = self.groups.get_mut(res.data as usize) {
+                let g = res.data as usize;
+                let w = Waiting::of(key, res, ev.time_ns);
+                let blame = Blame::capture(&self.waits, &self.life, &w, |_| Owner::default());
+                if let Some(gr) = self.groups.get_mut(g) {
                     gr.callbacks += 1;
-                    gr.wait_ns += wait_ns;
+                    if blame.cause.explained() {
+                        gr.explained_ns += wait_ns;
+                    } else {
+                        gr.wait_ns += wait_ns;
+                        if wait_ns > 0 && blame.cause != Cause::Own && gr.longest.is_none_or(|(l, ..)| wait_ns > l) {
+                            gr.longest = Some((wait_ns, ev.stream, blame));
+                        }
+                    }
                 }
             }
             Step::After { res, sync_ns, .. } => {
+                self.waits.after(ev, Some(&*res), Owner::default());
                 if let Some(gr) = self.groups.get_mut(res.data as usize) {
                     gr.sync_ns += sync_ns;
                 }
+            }
+            Step::Unknown if ev.kind == EventKind::After => {
+                self.waits.after::<u32>(ev, None, Owner::default());
             }
             Step::Destroy(res) => {
                 self.tombs[Self::tomb_slot(key)] = Some((key, res.data));
@@ -419,6 +475,7 @@ impl Pass for Tree {
     }
 
     fn stream_end(&mut self, _cx: &mut Context, stream: StreamId, _end_ns: u64) {
+        self.waits.stream_end(stream);
         let mut alive = Vec::new();
         self.life.drain_stream(stream, |_, res| alive.push(res.data));
         for g in alive {

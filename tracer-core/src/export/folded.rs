@@ -23,7 +23,8 @@ use super::filter::Filter;
 use super::frames::{FrameId, FrameInfo, Frames};
 use super::hash::FxMap;
 use super::input::{pump, Handler, Input};
-use crate::trace::{Event, EventKind, StreamId, StreamInfo, TraceReader};
+use crate::analysis::waits::settled_wait_explained;
+use crate::trace::{Event, EventKind, StreamId, StreamInfo, StringId, TraceReader};
 
 /// What a stack's width measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -35,7 +36,8 @@ pub enum Weight {
     Sync,
     /// Microseconds the resource waited: from init, or from the end of a callback, to its
     /// next callback. A wait that no callback ended (a timer still pending at the end) is not
-    /// counted.
+    /// counted, and a promise reaction's wait that lies inside another wait (an await chain,
+    /// see `analysis::waits`) is counted once, at the chain's deepest resource.
     Async,
     /// Resources created.
     Count,
@@ -187,6 +189,7 @@ pub fn fold<R: Read>(mut reader: TraceReader<R>, opts: &FoldOptions) -> Result<F
         streams: Vec::new(),
         cpu: matches!(opts.weight, Weight::Cpu | Weight::Sync)
             .then(|| cpu_fold::CpuFold::new(reader.meta().start_ns, reader.meta().clock_tick_ns)),
+        promise_type: None,
     };
     let mut input = Input::default();
     let truncated = pump(&mut reader, &opts.filter, &mut input, &mut f)?;
@@ -279,6 +282,14 @@ struct Res {
     path: PathId,
     /// Start of the current wait, or NO_TIME during a callback.
     wait_from: u64,
+    /// For the async weight's wait model (`analysis::waits`): trigger, PROMISE or not, who
+    /// settled it, where its latest wait began, callbacks so far.
+    trigger: u64,
+    promise: bool,
+    resolved_by: u64,
+    resolved_at: u64,
+    last_wait_from: u64,
+    callbacks: u32,
 }
 
 struct Open {
@@ -319,6 +330,7 @@ struct Folder {
     streams: Vec<Option<StreamState>>,
     /// With [`Weight::Cpu`]: the samples and the recent callbacks they may fall in.
     cpu: Option<cpu_fold::CpuFold>,
+    promise_type: Option<StringId>,
 }
 
 impl Folder {
@@ -427,7 +439,23 @@ impl Folder {
                 let frame = input.frames.resource(&input.strings, type_name, stack);
                 let parent = st.live.get(&trigger).map_or(st.root, |r| r.path);
                 let path = self.path(&mut input.frames, parent, frame);
-                st.live.insert(ev.id, Res { path, wait_from: t });
+                if self.promise_type.is_none() && input.strings.get(type_name as usize).is_some_and(|s| s == "PROMISE")
+                {
+                    self.promise_type = Some(type_name);
+                }
+                st.live.insert(
+                    ev.id,
+                    Res {
+                        path,
+                        wait_from: t,
+                        trigger,
+                        promise: Some(type_name) == self.promise_type,
+                        resolved_by: 0,
+                        resolved_at: NO_TIME,
+                        last_wait_from: t,
+                        callbacks: 0,
+                    },
+                );
                 if self.opts.weight == Weight::Count && self.opts.filter.contains(t) {
                     self.add(stream, path, 1, t);
                 }
@@ -436,9 +464,23 @@ impl Folder {
                 let r = st.live.entry(ev.id).or_insert(Res {
                     path: st.no_init,
                     wait_from: NO_TIME,
+                    trigger: 0,
+                    promise: false,
+                    resolved_by: 0,
+                    resolved_at: NO_TIME,
+                    last_wait_from: t,
+                    callbacks: 0,
                 });
                 let (path, from) = (r.path, std::mem::replace(&mut r.wait_from, NO_TIME));
-                if self.opts.weight == Weight::Async && from != NO_TIME {
+                r.callbacks += 1;
+                if from != NO_TIME {
+                    r.last_wait_from = from;
+                }
+                let (promise, trigger) = (r.promise, r.trigger);
+                if self.opts.weight == Weight::Async
+                    && from != NO_TIME
+                    && !(promise && explained(st, trigger, ev.id, from))
+                {
                     let w = self.opts.filter.clip(from, t);
                     self.add(stream, path, w, from);
                 }
@@ -465,9 +507,30 @@ impl Folder {
             EventKind::Destroy => {
                 st.live.remove(&ev.id);
             }
-            EventKind::PromiseResolve { .. } | EventKind::Label { .. } | EventKind::Note { .. } => {}
+            EventKind::PromiseResolve { by } => {
+                if let Some(r) = st.live.get_mut(&ev.id).filter(|r| r.resolved_at == NO_TIME) {
+                    r.resolved_by = by;
+                    r.resolved_at = t;
+                }
+            }
+            EventKind::Label { .. } | EventKind::Note { .. } => {}
         }
     }
+}
+
+/// A promise reaction's wait lies inside another one (see `analysis::waits`): counted once,
+/// at the deepest resource of the chain.
+fn explained(st: &StreamState, awaited: u64, own: u64, from: u64) -> bool {
+    let Some(p) = st.live.get(&awaited).filter(|p| p.promise) else {
+        return false;
+    };
+    let (by, at) = (p.resolved_by, (p.resolved_at != NO_TIME).then_some(p.resolved_at));
+    if by < crate::analysis::FIRST_RESOURCE_ID || by == own {
+        return false;
+    }
+    st.live
+        .get(&by)
+        .is_some_and(|r| settled_wait_explained(at, r.promise, r.callbacks, r.last_wait_from, from))
 }
 
 impl Handler for Folder {

@@ -105,6 +105,24 @@ pub enum EventKind {
 pub mod notes {
     // HTTP requests, outgoing calls and wait causes: 1..=31.
 
+    /// Node began handling an incoming HTTP request (`http.server.request.start`). `id`: the
+    /// resource running then (the connection's parser, HTTPINCOMINGMESSAGE); `a`: the
+    /// request's number in its thread (from 1); `b`: the async id of its socket (0: unknown);
+    /// text: `METHOD URL`.
+    pub const REQUEST_START: u32 = 1;
+    /// The response of request `a` finished (`http.server.response.finish`: `res.end` flushed).
+    /// `id`: the resource running then; `b`: the status code.
+    pub const REQUEST_FINISH: u32 = 2;
+    /// A Timeout's delay, written at its init: `id` the Timeout, `a` the delay in µs, `b` 1
+    /// for an interval.
+    pub const TIMER: u32 = 3;
+    /// An outgoing call started (`http.request`, `fetch`): `id` the resource running then,
+    /// `a` the call's number in its thread, text `METHOD host/path`.
+    pub const OUTGOING_START: u32 = 4;
+    /// The response of outgoing call `a` arrived: `id` the resource that received it (the
+    /// client parser, HTTPCLIENTREQUEST, or the socket for `fetch`), `b` the status code.
+    pub const OUTGOING_FINISH: u32 = 5;
+
     // What is alive at the end, warnings, ends of runs: 32..=63.
 
     /// The agent's snapshot of what Node still held, written after its [`ALIVE`] notes (at
