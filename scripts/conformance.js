@@ -155,10 +155,11 @@ function diff(a, b) {
   return out;
 }
 
-// The agent's own resource: loading its napi-rs addon creates one `CustomGC` resource per
-// process and thread, before the agent's hook is enabled. A reference hook preloaded ahead of
-// the agent sees it; the trace rightly does not.
-const AGENT_OWN_TYPES = ['CustomGC'];
+// The agent's own resources: loading its napi-rs addon creates one `CustomGC` resource per
+// process and thread, and its signal listeners a SIGNALWRAP each, before the agent's hook is
+// enabled. A reference hook preloaded ahead of the agent sees them (it files what is created
+// while the agent starts under '(asynctrace agent)'); the trace rightly does not.
+const AGENT_OWN_TYPES = ['CustomGC', '(asynctrace agent)'];
 
 // Sums the reference hook's files (one per process and thread) in `dir`, then removes it.
 // With `withoutAgent`, events of the agent's own resources are left out.

@@ -53,9 +53,16 @@ function typeOf(asyncId) {
   return t === undefined ? UNKNOWN : t;
 }
 
+// What asynctrace's agent creates while it starts (its addon's CustomGC, its signal handles,
+// a forked child's IPC tick) is its own, never the app's: counted under this type, so that a
+// comparison can leave it out. The agent marks its start-up on globalThis.
+const AGENT = Symbol.for('asynctrace.agent');
+const AGENT_TYPE = '(asynctrace agent)';
+
 const hook = asyncHooks.createHook({
-  init(asyncId, type) {
+  init(asyncId, resourceType) {
     try {
+      const type = globalThis[AGENT] === 'starting' ? AGENT_TYPE : resourceType;
       events.init++;
       inits[type] = (inits[type] || 0) + 1;
       slot(type).init++;

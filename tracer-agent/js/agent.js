@@ -15,7 +15,8 @@
   if (/[\\/](npm|npx|yarn|pnpm)(-cli)?(\.c?js)?$|[\\/]node_modules[\\/](npm|yarn|pnpm|corepack)[\\/]/.test(main)) return;
   const LOADED = Symbol.for('asynctrace.agent');
   if (globalThis[LOADED]) return;
-  globalThis[LOADED] = true;
+  // 'starting' while the agent sets up (what it creates meanwhile is its own), then true.
+  globalThis[LOADED] = 'starting';
 
   const fs = require('fs');
   function say(msg) {
@@ -48,6 +49,7 @@
     const hint = process.permission && !process.execArgv.includes('--allow-addons') ? ' (tracing needs --allow-addons)' : '';
     if (!sessionGone()) warn(`agent failed to start (${e && e.message ? e.message : e})${hint}`);
   }
+  globalThis[LOADED] = true;
 
   function start() {
     const asyncHooks = require('async_hooks');
