@@ -192,7 +192,6 @@ fn npm_global_install_puts_asynctrace_on_the_path() {
 #[test]
 fn the_npm_launcher_passes_sigterm_to_the_app_and_its_status_back() {
     let _binary = binary_in_use();
-    use std::io::BufRead;
     let scratch = Scratch::new("npm-signal");
     let app = npm_project(&scratch);
     let launcher = app.join("node_modules/.bin/asynctrace");
@@ -209,11 +208,7 @@ fn the_npm_launcher_passes_sigterm_to_the_app_and_its_status_back() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert_eq!(line, "ready\n");
+    support::wait_ready(&mut child);
     let pid = kill(child.id(), "TERM");
     let out = child.wait_with_output().unwrap();
     assert_eq!(

@@ -78,10 +78,12 @@ fn shop_rows_match_the_client_and_blame_each_wait_on_its_cause() {
             .unwrap_or_else(|| panic!("a row for {l}"));
         assert_eq!(q["status"], c["status"], "{q}");
         let (server, client_ms) = (q["latency_ms"].as_f64().unwrap(), c["ms"].as_f64().unwrap());
-        // 2 ms: the trace's clock word ticks every 100 µs and can lag a little on a busy
-        // machine; a stretched row (the Date timer) would be hundreds of ms over.
+        // The trace's clock word ticks every 100 µs but lags behind when the machine is
+        // loaded (2 ms seen on a busy 2-core run, more is possible), so this bound only catches
+        // rows stretched to the Date timer (it fires up to a second later); the exact end of a
+        // request at its finish, Date timer armed, is asserted by the analysis unit tests.
         assert!(
-            server <= client_ms + 2.0,
+            server <= client_ms + 100.0,
             "{l}: server {server} ms, client {client_ms} ms"
         );
     }
@@ -230,7 +232,6 @@ fn express_under_keep_alive_load_has_one_row_per_request() {
 
 #[test]
 fn a_request_hung_when_the_app_was_stopped_is_listed_first_with_its_wait() {
-    use std::io::BufRead;
     let s = Scratch::new("req-hang");
     let trace = s.path("t.bin");
     let mut child = support::record_node(&trace)
@@ -240,11 +241,7 @@ fn a_request_hung_when_the_app_was_stopped_is_listed_first_with_its_wait() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert_eq!(line, "ready\n");
+    support::wait_ready(&mut child);
     Command::new("kill")
         .arg("-TERM")
         .arg(child.id().to_string())

@@ -3,7 +3,7 @@
 
 mod support;
 
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -343,11 +343,7 @@ fn r15_a_killed_recorder_leaves_a_partial_trace_that_every_command_reads() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(recorder.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert_eq!(line, "ready\n");
+    support::wait_ready(&mut recorder);
     // The writer flushes every 100 ms: wait until events are on disk (a block past the header).
     let deadline = Instant::now() + Duration::from_secs(120);
     while std::fs::metadata(&partial).map_or(0, |m| m.len()) < 4096 {

@@ -174,7 +174,6 @@ pub fn assert_clean_failure(out: &Output, needle: &str) {
 
 /// Starts `asynctrace record -- node fixtures/spin.js` and waits until the app printed `ready`.
 pub fn record_spin(trace: &Path) -> std::process::Child {
-    use std::io::BufRead;
     let mut child = Command::new(asynctrace())
         .arg("record")
         .arg("-o")
@@ -186,11 +185,7 @@ pub fn record_spin(trace: &Path) -> std::process::Child {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert_eq!(line, "ready\n");
+    wait_ready(&mut child);
     child
 }
 
@@ -211,4 +206,15 @@ pub fn record_node(trace: impl AsRef<std::ffi::OsStr>) -> Command {
     let mut cmd = Command::new(asynctrace());
     cmd.args(["record", "-o"]).arg(trace).args(["--"]).arg(node());
     cmd
+}
+
+/// Waits for a spawned app's first line on its (piped) stdout and checks it is `ready`: the
+/// fixtures print it once their hooks, servers or loops are in place.
+pub fn wait_ready(child: &mut std::process::Child) {
+    use std::io::BufRead;
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("stdout is piped"))
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line, "ready\n");
 }

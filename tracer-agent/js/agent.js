@@ -517,33 +517,28 @@
         if (n !== undefined) note(REQ_FINISH, executionAsyncId(), n, m.response.statusCode >>> 0);
       } catch (_) {}
     }
-    function onClientStart(m) {
-      try {
-        const r = m.request;
-        const n = nextOutgoing++;
-        outgoingNumbers.set(r, n);
-        note(OUT_START, executionAsyncId(), n, 0, r.method + ' ' + (r.host || '') + String(r.path).slice(0, 256));
-      } catch (_) {}
+    // An outgoing call starts (`target`: host, or undici's origin without its scheme) and ends
+    // when its response arrives; executionAsyncId() at the end is the client parser
+    // (HTTPCLIENTREQUEST) or socket that received it.
+    function outgoingStart(r, target) {
+      const n = nextOutgoing++;
+      outgoingNumbers.set(r, n);
+      note(OUT_START, executionAsyncId(), n, 0, r.method + ' ' + target + String(r.path).slice(0, 256));
     }
-    function onClientFinish(m) {
+    function onOutgoingFinish(m) {
       try {
         const n = outgoingNumbers.get(m.request);
-        // executionAsyncId(): the client parser (HTTPCLIENTREQUEST) that received the response.
         if (n !== undefined) note(OUT_FINISH, executionAsyncId(), n, (m.response && m.response.statusCode) >>> 0);
+      } catch (_) {}
+    }
+    function onClientStart(m) {
+      try {
+        outgoingStart(m.request, m.request.host || '');
       } catch (_) {}
     }
     function onFetchCreate(m) {
       try {
-        const r = m.request;
-        const n = nextOutgoing++;
-        outgoingNumbers.set(r, n);
-        note(OUT_START, executionAsyncId(), n, 0, r.method + ' ' + String(r.origin || '').replace(/^[a-z]+:\/\//, '') + String(r.path).slice(0, 256));
-      } catch (_) {}
-    }
-    function onFetchHeaders(m) {
-      try {
-        const n = outgoingNumbers.get(m.request);
-        if (n !== undefined) note(OUT_FINISH, executionAsyncId(), n, (m.response && m.response.statusCode) >>> 0);
+        outgoingStart(m.request, String(m.request.origin || '').replace(/^[a-z]+:\/\//, ''));
       } catch (_) {}
     }
     function timerNote(id, timer) {
@@ -556,9 +551,9 @@
         dc.subscribe('http.server.request.start', onRequestStart);
         dc.subscribe('http.server.response.finish', onResponseFinish);
         dc.subscribe('http.client.request.start', onClientStart);
-        dc.subscribe('http.client.response.finish', onClientFinish);
+        dc.subscribe('http.client.response.finish', onOutgoingFinish);
         dc.subscribe('undici:request:create', onFetchCreate);
-        dc.subscribe('undici:request:headers', onFetchHeaders);
+        dc.subscribe('undici:request:headers', onOutgoingFinish);
       }
     } catch (_) {
       // No channels (an old runtime): requests are not split, the events are all there.
