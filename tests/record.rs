@@ -145,18 +145,7 @@ fn sigterm_to_record_reaches_the_app_and_the_trace_is_finished() {
     let scratch = Scratch::new("sigterm");
     let trace = scratch.path("t.bin");
     let child = record_spin(&trace);
-    Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status()
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(128 + 15),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    support::terminate(child);
     let info = info(&trace);
     assert_eq!(info["truncated"], false);
     assert_eq!(info["processes"][0]["exit"], serde_json::json!({"signal": "SIGTERM"}));

@@ -242,18 +242,7 @@ fn a_request_hung_when_the_app_was_stopped_is_listed_first_with_its_wait() {
         .spawn()
         .unwrap();
     support::wait_ready(&mut child);
-    Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status()
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(128 + 15),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    support::terminate(child);
     let r = requests(&trace);
     assert_eq!(
         (r["count"].as_u64(), r["unfinished"].as_u64()),

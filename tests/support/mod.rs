@@ -218,3 +218,21 @@ pub fn wait_ready(child: &mut std::process::Child) {
         .unwrap();
     assert_eq!(line, "ready\n");
 }
+
+/// Sends SIGTERM to `child` (a `record` run), waits, and checks that `record` reported the app
+/// killed by it (128 + 15, as shells do).
+pub fn terminate(child: std::process::Child) -> Output {
+    Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(128 + 15),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}

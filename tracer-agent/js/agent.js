@@ -473,6 +473,13 @@
         sid = nextStringId++;
         if (!room(2) || !defineString(sid, text)) return false;
       }
+      if (!putNote(code, id, a, b, sid)) return false;
+      publish();
+      return true;
+    }
+    // The note record itself, dated now, with an already defined string `sid` (0: none);
+    // unpublished.
+    function putNote(code, id, a, b, sid) {
       const t = now();
       if (t !== lastClock && room(1)) {
         lastClock = t;
@@ -480,7 +487,6 @@
       }
       if (!room(1)) return false;
       put(NOTE + code * 16 + sid * B, id, a, b);
-      publish();
       return true;
     }
     // --- requests and outgoing calls, from Node's diagnostics channels (codes 1..=5 in
@@ -924,14 +930,7 @@
         if (!room(2) || !defineString(sid, text)) return false;
         if (noteTexts.size < 10000) noteTexts.set(text, sid);
       }
-      const t = now();
-      if (t !== lastClock && room(1)) {
-        lastClock = t;
-        put(CLOCK, t, 0, 0);
-      }
-      if (!room(1)) return false;
-      put(NOTE + code * 16 + sid * B, id, a, b);
-      return true;
+      return putNote(code, id, a, b, sid);
     }
     function describe(o) {
       if (typeof o._idleTimeout === 'number') {
