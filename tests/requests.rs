@@ -153,6 +153,8 @@ fn shop_rows_match_the_client_and_blame_each_wait_on_its_cause() {
         let g = &q["segments"][0];
         assert_eq!(g["cause"]["by"]["type"], "MESSAGEPORT", "{q}");
         assert!(g["cause"]["job"]["thread"].as_u64().unwrap() >= 1, "{q}");
+        // The worker's port was made before the hook: its type comes from the agent's note.
+        assert_eq!(g["cause"]["job"]["type"], "MessagePort", "{q}");
     }
 
     // Routes with ids folded.

@@ -146,6 +146,9 @@ pub struct Waits {
     delays: FxMap<Key, u64>,
     outgoing_open: FxMap<Key, StringId>,
     outgoing: FxMap<Key, StringId>,
+    /// Types of resources created before the hook (a worker's first MessagePort), from the
+    /// agent's note at their first callback: a blocker without an init still has a type.
+    unseen: FxMap<Key, StringId>,
     streams: Vec<StreamWaits>,
     promise: Option<StringId>,
     timeout: Option<StringId>,
@@ -197,11 +200,18 @@ impl Waits {
                         self.outgoing.insert(key, text);
                     }
                 }
+                // The agent notes at most 4,096 of them per thread.
+                notes::UNSEEN_TYPE => {
+                    if let Some(text) = text {
+                        self.unseen.insert(key, text);
+                    }
+                }
                 _ => {}
             },
             EventKind::Destroy => {
                 self.delays.remove(&key);
                 self.outgoing.remove(&key);
+                self.unseen.remove(&key);
             }
             EventKind::Before => {
                 let st = self.stream(ev.stream);
@@ -218,6 +228,7 @@ impl Waits {
     /// A callback ended (call for every `after`, with the resource when the lifecycle knows
     /// it); an outermost one that ran long is remembered as a possible blocker.
     pub fn after<X>(&mut self, ev: &Event, res: Option<&Resource<X>>, owner: Owner) {
+        let unseen = self.unseen.get(&(ev.stream, ev.id)).copied();
         let st = self.stream(ev.stream);
         let Some(pos) = st.open.iter().rposition(|&(id, _)| id == ev.id) else {
             return;
@@ -230,7 +241,7 @@ impl Waits {
             }
             st.blockers.push_back(Blocker {
                 id: ev.id,
-                type_name: res.map(|r| r.type_name),
+                type_name: res.map(|r| r.type_name).or(unseen),
                 stack: res.and_then(|r| r.stack),
                 start_ns,
                 end_ns: ev.time_ns,
@@ -248,6 +259,7 @@ impl Waits {
         self.delays.retain(|k, _| k.0 != stream);
         self.outgoing.retain(|k, _| k.0 != stream);
         self.outgoing_open.retain(|k, _| k.0 != stream);
+        self.unseen.retain(|k, _| k.0 != stream);
     }
 
     /// What ended the wait of `w`, whose callback starts now.
