@@ -67,7 +67,7 @@
     function measure(b, depth) {
       b._r = radius(b); b._depth = depth;
       rows[depth] = Math.max(rows[depth] || 0, b._r);
-      var own = 2 * b._r + 60, sum = 0;
+      var own = Math.max(2 * b._r + 24, 150), sum = 0;
       (kids[b.id] || []).forEach(function (c) { sum += measure(c, depth + 1); });
       b._w = Math.max(own, sum);
       return b._w;
@@ -133,15 +133,23 @@
         bt.textContent = '!';
       }
       var label = el('text', { y: r + 13, 'text-anchor': 'middle' }, g);
-      label.textContent = b.name.length > 34 ? '…' + b.name.slice(-33) : b.name;
+      label.textContent = b.name.length > 24 ? '…' + b.name.slice(-23) : b.name;
       var sub = el('text', { y: r + 25, 'text-anchor': 'middle', fill: '#56657a' }, g);
       sub.textContent = fmt(weight(b)) + (b.folded.length ? '  +' + b.folded.length : '');
       el('title', {}, g).textContent = b.name + '\n' + PARTY[b.party] + ', ' + NAMES[b.category] +
         '\nsync ' + fmt(b.sync_ms) + ', wait inside ' + fmt(b.inner_wait_ms);
       var dim = !matches(b) || (state.range && weight(b) === 0);
       if (dim) g.classList.add('dim');
-      if (state.selected === b.id) g.classList.add('sel');
-      g.addEventListener('click', function () { select(b.id); });
+      if (state.selected === b.id) {
+        g.classList.add('sel');
+        if (state.scroll) {
+          state.scroll = false;
+          var box = $('graph-box');
+          box.scrollLeft = b._x - box.clientWidth / 2;
+          box.scrollTop = b._y - box.clientHeight / 2;
+        }
+      }
+      g.addEventListener('click', function () { state.scroll = true; select(b.id); });
     });
     var dimmed = {};
     Array.prototype.forEach.call(bubbleLayer.querySelectorAll('.bubble.dim'), function (g) { dimmed[g.getAttribute('data-id')] = 1; });
