@@ -110,8 +110,11 @@ async function main() {
 const timer = setTimeout(() => { process.stderr.write('bubble_browser: timed out\n'); child.kill('SIGKILL'); process.exit(2); }, 60000);
 main().then(() => {
   clearTimeout(timer);
+  // Remove the profile once Chromium is gone (it writes to it until it exits).
+  child.on('exit', () => {
+    try { fs.rmSync(profile, { recursive: true, force: true }); } catch (_) { /* best effort */ }
+  });
   child.kill('SIGTERM');
-  fs.rmSync(profile, { recursive: true, force: true });
 }, (e) => {
   process.stderr.write(`bubble_browser: ${e.stack}\n`);
   child.kill('SIGKILL');

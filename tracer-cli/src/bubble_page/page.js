@@ -104,8 +104,10 @@
       var w = 1 + (maxWait > 0 ? 5 * Math.sqrt(l.wait_union_ms / maxWait) : 0);
       var d;
       if (l.kind === 'settled') {
-        var mx = (a._x + b._x) / 2 + 40 + Math.abs(a._y - b._y) * 0.2;
-        d = 'M' + a._x + ',' + a._y + ' Q' + mx + ',' + (a._y + b._y) / 2 + ' ' + b._x + ',' + b._y;
+        // Arcs above both ends, so a link along a row does not run through its bubbles.
+        var mx = (a._x + b._x) / 2;
+        var my = Math.min(a._y - a._r, b._y - b._r) - 30 - Math.min(120, Math.abs(a._x - b._x) * 0.12);
+        d = 'M' + a._x + ',' + (a._y - a._r) + ' Q' + mx + ',' + my + ' ' + b._x + ',' + (b._y - b._r);
       } else {
         var my = (a._y + b._y) / 2;
         d = 'M' + a._x + ',' + (a._y + a._r) + ' C' + a._x + ',' + my + ' ' + b._x + ',' + my + ' ' + b._x + ',' + (b._y - b._r);
@@ -256,6 +258,18 @@
   $('clear').addEventListener('click', function () { setRange(null); });
   $('search').addEventListener('input', function (e) { state.search = e.target.value; draw(); });
 
+  // Opens on the busiest user-code bubble (or marked one): what the reader came for.
+  function focusBusiest() {
+    var best = null;
+    view().bubbles.forEach(function (b) {
+      var score = (b.marks.length ? 1e12 : 0) + (b.party === 'user' ? 1e9 : 0) + b.time_ms;
+      if (!best || score > best.s) best = { s: score, b: b };
+    });
+    if (!best) return;
+    var box = $('graph-box');
+    box.scrollLeft = best.b._x - box.clientWidth / 2;
+    box.scrollTop = Math.max(0, best.b._y - box.clientHeight / 3);
+  }
   var sel = $('view');
   DATA.views.forEach(function (v, i) {
     var o = document.createElement('option');
@@ -266,7 +280,7 @@
   sel.addEventListener('change', function () {
     state.view = +sel.value; state.range = null; state.selected = null;
     $('details').innerHTML = '<p class="hint">Click a bubble for its details.</p>';
-    drawTimeline(); draw();
+    drawTimeline(); draw(); focusBusiest();
   });
   var legend = $('legend');
   Object.keys(COLORS).forEach(function (k) {
@@ -282,5 +296,6 @@
   }
   drawTimeline();
   draw();
+  focusBusiest();
   window.addEventListener('resize', function () { drawTimeline(); draw(); });
 })();

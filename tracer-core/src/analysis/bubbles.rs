@@ -747,7 +747,16 @@ fn build_report(
         // Keep the marked bubbles, the root's, and the busiest; fold the rest into the
         // nearest kept ancestor.
         let mut ranked = ids.clone();
-        ranked.sort_by_key(|&b| std::cmp::Reverse(weight(b)));
+        // User code first: it is what a reader can change; node core and node_modules rank
+        // at a quarter of their time.
+        ranked.sort_by_key(|&b| {
+            let w = weight(b);
+            std::cmp::Reverse(if bubs[b as usize].party == Party::User {
+                w
+            } else {
+                w / 4
+            })
+        });
         let mut keep: FxMap<u32, bool> = FxMap::default();
         for (i, &b) in ranked.iter().enumerate() {
             let x = &bubs[b as usize];
