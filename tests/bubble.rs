@@ -143,11 +143,17 @@ fn http_flow_matches_the_golden_structure() {
         let sum: f64 = waits.iter().map(|w| w["wait_ms"].as_f64().unwrap()).sum();
         let (lat, sync) = (r["latency_ms"].as_f64().unwrap(), r["sync_ms"].as_f64().unwrap());
         let wait = r["wait_ms"].as_f64().unwrap();
-        // Sync and wait make the latency (three decimals per figure: rounding only), and the
-        // waits placed on bubbles cover the whole wait: none is lost (they may overlap where
-        // the clock word lags under load, so their sum is not asserted equal).
+        // Sync and wait make the latency (three decimals per figure: rounding only). The
+        // waits' critical parts (each wait after the previous one ended) never overlap, so they
+        // fit in the latency (slack: the clock's resolution, 100 us per event time). On a
+        // quiet machine they and the sync time cover it; under heavy load part of a request's
+        // latency lies in no wait `requests` records, so that is not asserted.
         assert!((wait + sync - lat).abs() <= 0.003, "{r}");
-        assert!(sum >= wait - 0.001 * (waits.len() as f64 + 1.0), "{r}");
+        let critical: f64 = waits.iter().map(|w| w["critical_ms"].as_f64().unwrap()).sum();
+        let slack = 0.1 * (waits.len() as f64 + 1.0);
+        assert!(critical <= lat + slack, "{r}");
+        assert!(critical > 0.0, "{r}");
+        assert!(sum >= critical - 0.001 * waits.len() as f64, "{r}");
         assert!(
             waits.iter().all(|w| w["wait_ms"].as_f64().unwrap() <= lat + 0.001),
             "{r}"

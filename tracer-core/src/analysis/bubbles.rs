@@ -580,6 +580,9 @@ pub struct PathWait {
     /// The bubble of what ended the wait (the settler, per `requests`' wait model), when known.
     pub ended_by: Option<u32>,
     pub wait_ms: f64,
+    /// The part of the wait after the previous wait of the request ended (waits in order of
+    /// their end): with the request's sync time these add up to its latency.
+    pub critical_ms: f64,
 }
 
 fn ms(ns: u64) -> f64 {
@@ -668,7 +671,12 @@ fn build_report(
             continue;
         };
         let mut waits = Vec::new();
-        for seg in &r.segments {
+        let mut segs: Vec<&super::Segment> = r.segments.iter().collect();
+        segs.sort_by(|a, b| a.at_ms.total_cmp(&b.at_ms));
+        let mut prev_end = r.start_ms;
+        for seg in segs {
+            let critical_ms = seg.wait_ms.min((seg.at_ms - prev_end).max(0.0));
+            prev_end = prev_end.max(seg.at_ms);
             let b = by_site
                 .get(&(s, seg.type_name.clone(), seg.site.clone()))
                 .and_then(|v| v.first().copied());
@@ -682,6 +690,7 @@ fn build_report(
                 bubble: b,
                 ended_by,
                 wait_ms: seg.wait_ms,
+                critical_ms: (critical_ms * 1000.0).round() / 1000.0,
             });
             if let Some(b) = b {
                 let e = req_waits.entry(b).or_default();
