@@ -17,13 +17,17 @@ const CSS: &str = include_str!("../bubble_page/page.css");
 const JS: &str = include_str!("../bubble_page/page.js");
 
 pub fn run(args: BubbleArgs) -> anyhow::Result<ExitCode> {
-    let mut reader = open_trace(&args.trace)?;
     let mut opts = BubbleOptions::default();
     opts.max_bubbles = args.bubbles.max(1);
     opts.slow_threshold_ns = (args.threshold_ms.max(0.0) * 1e6) as u64;
-    let mut pass = Bubbles::new(opts);
-    let mut cx = analysis::run(&mut reader, &mut pass).with_context(|| format!("reading {}", args.trace.display()))?;
-    let report = pass.finish(&mut cx);
+    let report = if std::fs::metadata(&args.trace).is_ok_and(|m| m.is_file()) {
+        in_four_reads(&args.trace, opts)?
+    } else {
+        // A pipe is read once: every pass in it.
+        let mut pass = Bubbles::new(opts);
+        let mut cx = read(&args.trace, &mut pass)?;
+        pass.finish(&mut cx)
+    };
     match &args.output {
         Some(path) => {
             write_page(path, &args.trace, &report)?;
@@ -36,6 +40,27 @@ pub fn run(args: BubbleArgs) -> anyhow::Result<ExitCode> {
         })?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn read(trace: &Path, pass: &mut impl analysis::Pass) -> anyhow::Result<analysis::Context> {
+    let mut reader = open_trace(trace)?;
+    analysis::run(&mut reader, pass).with_context(|| format!("reading {}", trace.display()))
+}
+
+/// The bubbles, then the leaks, slow callbacks and requests that mark them, each in a read of
+/// its own: decoding is cheap, and one lifecycle at a time keeps memory at a quarter on traces
+/// with millions of live resources.
+fn in_four_reads(trace: &Path, opts: BubbleOptions) -> anyhow::Result<BubbleReport> {
+    let (mut leaks, mut slow, mut requests) = Bubbles::finding_passes(&opts);
+    let mut cx = read(trace, &mut leaks)?;
+    let leaks = leaks.finish(&mut cx);
+    let mut cx = read(trace, &mut slow)?;
+    let slow = slow.finish(&mut cx);
+    let mut cx = read(trace, &mut requests)?;
+    let requests = requests.finish(&mut cx);
+    let mut pass = Bubbles::without_findings(opts);
+    let mut cx = read(trace, &mut pass)?;
+    Ok(pass.finish_with(&mut cx, &leaks, &slow, &requests))
 }
 
 fn write_page(path: &Path, trace: &Path, report: &BubbleReport) -> anyhow::Result<()> {

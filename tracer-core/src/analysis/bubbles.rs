@@ -8,7 +8,8 @@
 //! resources it leads to, both also as interval unions so concurrency is not counted twice.
 //!
 //! One streaming pass: the resources' own lifecycle plus the `leaks`, `slow` and `requests`
-//! passes fed the same events, whose findings become the bubbles' marks and request waits (the
+//! passes fed the same events (or run in reads of their own, see [`Bubbles::finding_passes`]),
+//! whose findings become the bubbles' marks and request waits (the
 //! same wait model as those reports). Memory grows with live resources and distinct
 //! aggregates: a recursion (an aggregate whose type and site repeat an ancestor's) folds into
 //! that ancestor, and past [`MAX_AGGREGATES`] new aggregates drop their parent.
@@ -194,20 +195,41 @@ pub struct Bubbles {
     links: FxMap<(u32, u32, bool), LinkAcc>,
     /// Per type string: category and glue, computed once.
     kinds: Vec<Option<(Category, bool)>>,
-    leaks: Leaks,
-    slow: Slow,
-    requests: Requests,
+    /// The passes whose findings become marks, fed the same events (`None`: the caller runs
+    /// them over the trace separately and hands their reports to [`Bubbles::finish_with`]).
+    findings: Option<(Leaks, Slow, Requests)>,
     overflowed: u64,
 }
 
 impl Bubbles {
+    /// The bubble pass with the `leaks`, `slow` and `requests` passes inside: one read of
+    /// the trace, memory of four lifecycles.
     pub fn new(opts: BubbleOptions) -> Self {
+        let findings = Self::finding_passes(&opts);
+        let mut b = Self::without_findings(opts);
+        b.findings = Some(findings);
+        b
+    }
+
+    /// The passes whose reports [`Bubbles::finish_with`] takes, as the view configures them.
+    /// Running them in reads of their own keeps one lifecycle in memory at a time (a trace
+    /// with millions of live resources needs that).
+    pub fn finding_passes(opts: &BubbleOptions) -> (Leaks, Slow, Requests) {
         let slow_opts = SlowOptions {
             threshold_ns: opts.slow_threshold_ns,
             limit: 50,
         };
         // Requests whose waits are placed in the view: unfinished and slowest first.
         let req_opts = RequestOptions { limit: 500 };
+        (
+            Leaks::new(LeakOptions::default()),
+            Slow::new(slow_opts),
+            Requests::new(req_opts),
+        )
+    }
+
+    /// The bubble pass alone; finish it with [`Bubbles::finish_with`].
+    pub fn without_findings(opts: BubbleOptions) -> Self {
         Bubbles {
             opts,
             life: Lifecycle::with_tombstones(1 << 14),
@@ -216,9 +238,7 @@ impl Bubbles {
             bubs: Vec::new(),
             links: FxMap::default(),
             kinds: Vec::new(),
-            leaks: Leaks::new(LeakOptions::default()),
-            slow: Slow::new(slow_opts),
-            requests: Requests::new(req_opts),
+            findings: None,
             overflowed: 0,
         }
     }
@@ -316,19 +336,36 @@ impl Bubbles {
             )
     }
 
-    pub fn finish(self, cx: &mut Context) -> BubbleReport {
-        let leaks = self.leaks.finish(cx);
-        let slow = self.slow.finish(cx);
-        let requests = self.requests.finish(cx);
+    pub fn finish(mut self, cx: &mut Context) -> BubbleReport {
+        let (leaks, slow, requests) = match self.findings.take() {
+            Some((l, s, r)) => (l.finish(cx), s.finish(cx), r.finish(cx)),
+            None => (
+                Leaks::new(LeakOptions::default()).finish(cx),
+                Slow::new(SlowOptions::default()).finish(cx),
+                Requests::new(RequestOptions::default()).finish(cx),
+            ),
+        };
+        self.finish_with(cx, &leaks, &slow, &requests)
+    }
+
+    /// The report, with the findings of the passes from [`Bubbles::finding_passes`] run over
+    /// the same trace.
+    pub fn finish_with(
+        self,
+        cx: &mut Context,
+        leaks: &LeakReport,
+        slow: &SlowReport,
+        requests: &RequestReport,
+    ) -> BubbleReport {
         build_report(
             cx,
             &self.opts,
             &self.aggs,
             &self.bubs,
             &self.links,
-            &leaks,
-            &slow,
-            &requests,
+            leaks,
+            slow,
+            requests,
             self.overflowed,
         )
     }
@@ -349,9 +386,11 @@ fn splits(parent: &Agg, party: Party, category: Category, glue: bool, type_name:
 
 impl Pass for Bubbles {
     fn event(&mut self, cx: &mut Context, ev: &Event) {
-        self.leaks.event(cx, ev);
-        self.slow.event(cx, ev);
-        self.requests.event(cx, ev);
+        if let Some((l, s, r)) = &mut self.findings {
+            l.event(cx, ev);
+            s.event(cx, ev);
+            r.event(cx, ev);
+        }
         if let crate::trace::EventKind::Init {
             type_name,
             trigger,
@@ -430,9 +469,11 @@ impl Pass for Bubbles {
     }
 
     fn stream_end(&mut self, cx: &mut Context, stream: StreamId, end_ns: u64) {
-        self.leaks.stream_end(cx, stream, end_ns);
-        self.slow.stream_end(cx, stream, end_ns);
-        self.requests.stream_end(cx, stream, end_ns);
+        if let Some((l, s, r)) = &mut self.findings {
+            l.stream_end(cx, stream, end_ns);
+            s.stream_end(cx, stream, end_ns);
+            r.stream_end(cx, stream, end_ns);
+        }
         self.life.drain_stream(stream, |_, _| {});
     }
 }
