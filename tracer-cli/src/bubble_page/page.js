@@ -62,7 +62,8 @@
       else roots.push(b);
     });
     var scale = max > 0 ? 46 / Math.sqrt(max) : 0;
-    var radius = function (b) { return 7 + Math.sqrt(b.time_ms) * scale; };
+    // Marked bubbles are never specks: a leak can hold no time at all.
+    var radius = function (b) { return Math.max(b.marks.length ? 14 : 0, 7 + Math.sqrt(b.time_ms) * scale); };
     var rows = [];
     function measure(b, depth) {
       b._r = radius(b); b._depth = depth;
@@ -126,7 +127,7 @@
     v.bubbles.forEach(function (b) {
       var g = el('g', { 'class': 'bubble', 'data-id': b.id, 'data-name': b.name, transform: 'translate(' + b._x + ',' + b._y + ')' }, bubbleLayer);
       var r = b._r;
-      if (state.range) r = 5 + (wmax > 0 ? Math.sqrt(weight(b) / wmax) * 50 : 0);
+      if (state.range) r = Math.max(b.marks.length ? 14 : 0, 5 + (wmax > 0 ? Math.sqrt(weight(b) / wmax) * 50 : 0));
       el('circle', { r: r, 'class': 'body', fill: COLORS[b.category] || '#999', 'fill-opacity': b.party === 'user' ? 0.95 : 0.55 }, g);
       if (b.marks.length) {
         el('circle', { r: r + 5, 'class': 'ring' }, g);
@@ -270,6 +271,22 @@
     box.scrollLeft = best.b._x - box.clientWidth / 2;
     box.scrollTop = Math.max(0, best.b._y - box.clientHeight / 3);
   }
+  // With nothing selected, the details pane lists the problems: marked bubbles first.
+  function overview() {
+    var d = $('details');
+    while (d.firstChild) d.removeChild(d.firstChild);
+    var marked = view().bubbles.filter(function (b) { return b.marks.length; });
+    d.appendChild(h('h3', marked.length ? 'Marked bubbles (' + marked.length + ')' : 'No leaks, blocking callbacks or unfinished requests found'));
+    marked.forEach(function (b) {
+      var box = h('div', null, 'agg');
+      box.style.cursor = 'pointer';
+      box.appendChild(h('b', '#' + b.id + ' ' + b.name));
+      b.marks.forEach(function (m) { box.appendChild(h('div', '⚠ ' + m.text, 'mark')); });
+      box.addEventListener('click', function () { state.scroll = true; select(b.id); });
+      d.appendChild(box);
+    });
+    d.appendChild(h('p', 'Click a bubble for its aggregates, sites, stacks, counts, times and marks.', 'hint'));
+  }
   var sel = $('view');
   DATA.views.forEach(function (v, i) {
     var o = document.createElement('option');
@@ -279,7 +296,7 @@
   });
   sel.addEventListener('change', function () {
     state.view = +sel.value; state.range = null; state.selected = null;
-    $('details').innerHTML = '<p class="hint">Click a bubble for its details.</p>';
+    overview();
     drawTimeline(); draw(); focusBusiest();
   });
   var legend = $('legend');
@@ -294,6 +311,7 @@
     $('summary').textContent = 'the trace has no resources';
     return;
   }
+  overview();
   drawTimeline();
   draw();
   focusBusiest();
