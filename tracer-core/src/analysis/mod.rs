@@ -63,6 +63,8 @@ mod tree;
 pub mod waits;
 
 #[cfg(test)]
+mod bubbles_tests;
+#[cfg(test)]
 mod tests;
 
 pub use alive::{signal_name, AliveGroup, StreamEndInfo, WarningGroup};
