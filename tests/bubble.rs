@@ -326,3 +326,85 @@ fn page_is_self_contained_and_works_in_chromium() {
         assert!(shots.join(shot).metadata().unwrap().len() > 10_000, "{shot}");
     }
 }
+
+#[test]
+fn blocking_callbacks_mark_their_own_bubble() {
+    let scratch = Scratch::new("bubble-blocking");
+    let trace = scratch.path("blocking.bin");
+    record_fixture(&trace, "blocking.js");
+    let report = bubble_json(&trace);
+    let view = &report["views"][0];
+    let blocking: Vec<(&Value, &Value)> = view["bubbles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|b| b["marks"].as_array().unwrap().iter().map(move |m| (b, m)))
+        .filter(|(_, m)| m["kind"] == "blocking")
+        .collect();
+    // The five 50 ms timer callbacks mark the bubble of their timers. (On an overloaded
+    // machine a fast callback can be preempted past the threshold too, so other marks are
+    // not ruled out.)
+    let timers = ids(&holding(view, "Timeout", Some("blocking.js:21:3")));
+    let on_timers: u64 = blocking
+        .iter()
+        .filter(|(b, _)| timers.contains(&b["id"].as_u64().unwrap()))
+        .map(|(_, m)| m["count"].as_u64().unwrap())
+        .sum();
+    assert!(on_timers >= 5, "{view:#}");
+}
+
+/// express from the npm registry, cached under `.cache/` (as `requests`' tests do).
+fn express_dir() -> PathBuf {
+    let dir = root().join(".cache").join("express-app");
+    if !dir.join("node_modules").join("express").is_dir() {
+        std::fs::create_dir_all(&dir).unwrap();
+        let out = Command::new("npm")
+            .args(["install", "--no-audit", "--no-fund", "--silent", "express@4"])
+            .current_dir(&dir)
+            .output()
+            .expect("npm");
+        assert!(
+            out.status.success(),
+            "npm install express: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    dir
+}
+
+#[test]
+fn express_code_is_an_external_party_named_by_its_package() {
+    let scratch = Scratch::new("bubble-express");
+    let trace = scratch.path("express.bin");
+    let dir = express_dir();
+    let mut cmd = support::record_node(&trace);
+    cmd.arg(root().join("fixtures/express-api/server.js"))
+        .current_dir(root())
+        .env("EXPRESS_DIR", &dir);
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report = bubble_json(&trace);
+    let view = &report["views"][0];
+    let bubbles = view["bubbles"].as_array().unwrap();
+    let external: Vec<&Value> = bubbles.iter().filter(|b| b["party"] == "external").collect();
+    assert!(!external.is_empty(), "{view:#}");
+    for b in &external {
+        assert!(b["aggregates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["site"].as_str().is_some_and(|s| s.contains("node_modules/"))));
+    }
+    assert!(
+        external
+            .iter()
+            .any(|b| b["name"].as_str().unwrap().starts_with("express/")),
+        "{external:?}"
+    );
+    // The app's own lookup is user code.
+    assert!(holding(view, "Timeout", Some("")).iter().any(|b| b["party"] == "user"
+        && b["aggregates"].as_array().unwrap().iter().any(|a| a["site"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("fixtures/express-api/lib/inventory.js:")))));
+    assert!(bubbles.len() <= 60, "{}", bubbles.len());
+}

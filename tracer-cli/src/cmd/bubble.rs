@@ -59,6 +59,7 @@ fn in_four_reads(trace: &Path, opts: BubbleOptions) -> anyhow::Result<BubbleRepo
     let mut cx = read(trace, &mut requests)?;
     let requests = requests.finish(&mut cx);
     let mut pass = Bubbles::without_findings(opts);
+    pass.want(slow.callbacks.iter().map(|c| (c.pid, c.thread, c.id)));
     let mut cx = read(trace, &mut pass)?;
     Ok(pass.finish_with(&mut cx, &leaks, &slow, &requests))
 }

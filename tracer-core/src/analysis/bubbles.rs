@@ -198,6 +198,9 @@ pub struct Bubbles {
     /// The passes whose findings become marks, fed the same events (`None`: the caller runs
     /// them over the trace separately and hands their reports to [`Bubbles::finish_with`]).
     findings: Option<(Leaks, Slow, Requests)>,
+    /// `(pid, thread, id)` of resources whose aggregate the report needs exactly (the slow
+    /// callbacks, when `slow` ran first), and the aggregate once seen.
+    wanted: FxMap<(u32, u32, u64), u32>,
     overflowed: u64,
 }
 
@@ -239,6 +242,7 @@ impl Bubbles {
             links: FxMap::default(),
             kinds: Vec::new(),
             findings: None,
+            wanted: FxMap::default(),
             overflowed: 0,
         }
     }
@@ -348,6 +352,12 @@ impl Bubbles {
         self.finish_with(cx, &leaks, &slow, &requests)
     }
 
+    /// Resources (`pid`, `thread`, async id) to place exactly: a report read before this pass
+    /// (the slow callbacks) names them; otherwise they are placed by type and site.
+    pub fn want(&mut self, resources: impl IntoIterator<Item = (u32, u32, u64)>) {
+        self.wanted.extend(resources.into_iter().map(|k| (k, NO_AGG)));
+    }
+
     /// The report, with the findings of the passes from [`Bubbles::finding_passes`] run over
     /// the same trace.
     pub fn finish_with(
@@ -366,6 +376,7 @@ impl Bubbles {
             leaks,
             slow,
             requests,
+            &self.wanted,
             self.overflowed,
         )
     }
@@ -399,6 +410,12 @@ impl Pass for Bubbles {
         } = ev.kind
         {
             let agg = self.aggregate(cx, ev, type_name, trigger, stack);
+            if !self.wanted.is_empty() {
+                let d = cx.stream(ev.stream);
+                if let Some(w) = self.wanted.get_mut(&(d.pid, d.thread, ev.id)) {
+                    *w = agg;
+                }
+            }
             let from = self.parent_bubble(agg, trigger, ev.stream);
             if let Step::Init(res) = self.life.apply(ev) {
                 res.data = agg;
@@ -640,6 +657,7 @@ fn build_report(
     leaks: &LeakReport,
     slow: &SlowReport,
     requests: &RequestReport,
+    wanted: &FxMap<(u32, u32, u64), u32>,
     overflowed: u64,
 ) -> BubbleReport {
     // (stream, type, site) → bubbles holding such an aggregate: where findings land.
@@ -688,11 +706,14 @@ fn build_report(
         let Some(s) = stream_of(cx, c.pid, c.thread) else {
             continue;
         };
-        for &b in by_site
+        let exact = wanted
+            .get(&(c.pid, c.thread, c.id))
+            .and_then(|&a| aggs.get(a as usize))
+            .map(|a| a.bubble);
+        let by_type_site = by_site
             .get(&(s, c.type_name.clone(), c.site.clone()))
-            .into_iter()
-            .flatten()
-        {
+            .and_then(|v| v.first().copied());
+        if let Some(b) = exact.or(by_type_site) {
             let v = marks.entry(b).or_default();
             match v.iter_mut().find(|m| m.kind == "blocking") {
                 Some(m) => m.count += 1,
@@ -1006,6 +1027,10 @@ fn empty_bubble(id: u32) -> Bubble {
 
 /// `lib/db.js:3:5` from a long path: the last two path components are what people scan for.
 fn short_site(site: &str) -> String {
+    // In a package, its name says more than any path: `express/lib/response.js:232:10`.
+    if let Some((_, inside)) = site.rsplit_once("node_modules/") {
+        return inside.to_owned();
+    }
     let parts: Vec<&str> = site.rsplitn(3, '/').collect();
     if parts.len() == 3 {
         format!("{}/{}", parts[1], parts[0])
