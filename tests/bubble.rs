@@ -100,7 +100,8 @@ fn http_flow_matches_the_golden_structure() {
             view["links"]
         );
     }
-    // The file read comes back to user code: node core's fs bubble settles a user bubble.
+    // The file read comes back to user code: a files bubble (the read's, or node core's
+    // follow-up operations where Node splits the read) settles a user bubble.
     let users: Vec<u64> = view["bubbles"]
         .as_array()
         .unwrap()
@@ -108,7 +109,14 @@ fn http_flow_matches_the_golden_structure() {
         .filter(|b| b["party"] == "user")
         .map(|b| b["id"].as_u64().unwrap())
         .collect();
-    assert!(has_link(view, &named["fs-core"], &users, "settled"));
+    let files: Vec<u64> = view["bubbles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| b["category"] == "files-streams")
+        .map(|b| b["id"].as_u64().unwrap())
+        .collect();
+    assert!(has_link(view, &files, &users, "settled"), "{:#}", view["links"]);
     // The timer and the file read are bubbles of their own, not folded into the handler's.
     for n in ["timer", "read", "query"] {
         assert!(named[n].iter().all(|id| !named
@@ -138,6 +146,7 @@ fn http_flow_matches_the_golden_structure() {
         .filter(|b| b["category"] == "files-streams")
         .map(|b| b["id"].as_u64().unwrap())
         .collect();
+    let (mut by_timer, mut by_fs) = (false, false);
     for r in examples {
         let waits = r["waits"].as_array().unwrap();
         let sum: f64 = waits.iter().map(|w| w["wait_ms"].as_f64().unwrap()).sum();
@@ -163,9 +172,18 @@ fn http_flow_matches_the_golden_structure() {
             "a wait outside the view: {r}"
         );
         let enders: Vec<u64> = waits.iter().filter_map(|w| w["ended_by"].as_u64()).collect();
-        assert!(enders.iter().any(|e| named["timer"].contains(e)), "{r} {named:?}");
-        assert!(enders.iter().any(|e| fs_bubbles.contains(e)), "{r}");
+        // A wait the clock word did not see tick has no segment (a fast read on a fast
+        // Node), so each request needs one of the two, and the examples both.
+        assert!(
+            enders
+                .iter()
+                .any(|e| named["timer"].contains(e) || fs_bubbles.contains(e)),
+            "{r} {named:?}"
+        );
+        by_timer |= enders.iter().any(|e| named["timer"].contains(e));
+        by_fs |= enders.iter().any(|e| fs_bubbles.contains(e));
     }
+    assert!(by_timer && by_fs, "{examples:#?}");
     // Bounded: a service shows tens of bubbles, not hundreds.
     let n = view["bubbles"].as_array().unwrap().len();
     assert!((4..=60).contains(&n), "{n} bubbles");
