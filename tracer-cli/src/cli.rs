@@ -57,6 +57,9 @@ pub enum Command {
     Flame(FlameArgs),
     /// Export a trace for other tools: Perfetto / chrome://tracing, speedscope, folded stacks.
     Export(ExportArgs),
+    /// Bubbleprof's picture of async flow: resources grouped into bubbles by creation site and
+    /// party, linked by the waits between them; an HTML page (-o page.html), JSON or text.
+    Bubble(BubbleArgs),
 }
 
 #[derive(Debug, Args)]
@@ -309,6 +312,24 @@ pub struct RequestsArgs {
     #[arg(long, default_value_t = 20)]
     pub limit: usize,
     /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct BubbleArgs {
+    /// The trace file.
+    pub trace: PathBuf,
+    /// Write the page (one self-contained HTML file) here.
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    /// Bubbles to show per process and thread before the least busy unmarked ones fold.
+    #[arg(long, default_value_t = 40)]
+    pub bubbles: usize,
+    /// Callbacks with more sync time than this are marked as blocking.
+    #[arg(long, value_name = "MS", default_value_t = 10.0)]
+    pub threshold_ms: f64,
+    /// Output format on stdout (when no -o is given).
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
 }

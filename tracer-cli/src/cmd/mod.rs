@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+mod bubble;
 mod export;
 mod flame;
 mod info;
@@ -35,6 +36,7 @@ pub fn run(mut cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Requests(args) => requests::run(args),
         Command::Flame(args) => flame::run(args),
         Command::Export(args) => export::run(args),
+        Command::Bubble(args) => bubble::run(args),
     }
 }
 

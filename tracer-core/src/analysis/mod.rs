@@ -46,6 +46,8 @@
 
 mod alive;
 mod blame;
+mod bubbles;
+mod bubbles_time;
 mod chain;
 mod context;
 pub mod cpu;
@@ -61,9 +63,15 @@ mod tree;
 pub mod waits;
 
 #[cfg(test)]
+mod bubbles_tests;
+#[cfg(test)]
 mod tests;
 
 pub use alive::{signal_name, AliveGroup, StreamEndInfo, WarningGroup};
+pub use bubbles::{
+    category_of, party_of, write_bubbles_text, Aggregate, Bubble, BubbleOptions, BubbleReport, BubbleViewData, Bubbles,
+    Category, Folded, Link, Mark, Party, PathWait, RequestPath, RequestSummary, RequestWaits,
+};
 pub use chain::{fold_chain, FoldedLink};
 pub use context::{format_frame, run, site_of_stack, Context, Pass, SiteId, StreamDesc};
 pub use growth::GrowthRule;
