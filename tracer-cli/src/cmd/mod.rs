@@ -7,6 +7,7 @@ mod leaks;
 mod record;
 mod requests;
 mod slow;
+mod top;
 mod tree;
 
 use std::io::{BufWriter, StdoutLock, Write};
@@ -35,6 +36,7 @@ pub fn run(mut cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Requests(args) => requests::run(args),
         Command::Flame(args) => flame::run(args),
         Command::Export(args) => export::run(args),
+        Command::Top(args) => top::run(args),
     }
 }
 

@@ -15,12 +15,14 @@ pub mod hist;
 mod replay;
 #[cfg(test)]
 mod tests;
+mod tree;
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 
 pub use hist::Histogram;
 pub use replay::{feed_all, Progress, Replay};
+pub use tree::TreeLine;
 
 use crate::analysis::{fold_chain, Context, FoldedLink, GrowthRule, Lifecycle, Pass, SiteId, Step, StreamDesc};
 use crate::trace::{Event, EventKind, Item, StreamId, StringId};
@@ -276,6 +278,8 @@ pub struct LiveState {
     /// Time of the latest event, ns since the trace start.
     pub now_ns: u64,
     pub events: u64,
+    /// When completed resources were last retired.
+    retired_at: u64,
     timeout_type: Option<StringId>,
     promise_type: Option<StringId>,
 }
@@ -299,6 +303,7 @@ impl LiveState {
             recent: VecDeque::new(),
             now_ns: 0,
             events: 0,
+            retired_at: 0,
             timeout_type: None,
             promise_type: None,
         }
@@ -349,6 +354,10 @@ impl LiveState {
         if let Some(desc) = events.last().and_then(|last| cx.streams.get_mut(last.stream as usize)) {
             let last = events.last().expect("checked above");
             desc.last_ns = desc.last_ns.max(last.time_ns);
+        }
+        if self.now_ns / SEC != self.retired_at / SEC {
+            self.retired_at = self.now_ns;
+            self.retire();
         }
         self.cx = cx;
     }
@@ -402,13 +411,9 @@ impl LiveState {
 
     fn retire(&mut self) {
         let horizon = self.now_ns.saturating_sub(self.opts.retain_ns);
-        while let Some(c) = self.recent.front() {
-            if c.end_ns < horizon || self.recent.len() > self.opts.retain_max {
-                self.recent.pop_front();
-            } else {
-                break;
-            }
-        }
+        // Why not pop from the front: threads are fed one after the other, so the queue is in
+        // time order per thread only.
+        self.recent.retain(|c| c.end_ns >= horizon);
     }
 
     /// Live resources now, over all threads.
@@ -426,11 +431,7 @@ impl Pass for LiveState {
     fn event(&mut self, cx: &mut Context, ev: &Event) {
         let t = ev.time_ns;
         if t > self.now_ns {
-            let tick = t / SEC != self.now_ns / SEC;
             self.now_ns = t;
-            if tick {
-                self.retire();
-            }
         }
         self.events += 1;
         let slice = self.opts.growth_slice_ns;
@@ -505,15 +506,17 @@ impl Pass for LiveState {
                     r.lifetimes.add(t.saturating_sub(res.init_ns));
                     r.peak(t, slice, r.live + 1);
                 }
-                self.recent.push_back(Completed {
-                    row,
-                    id: ev.id,
-                    init_ns: res.init_ns,
-                    end_ns: t,
-                    callbacks: res.callbacks,
-                });
-                if self.recent.len() > self.opts.retain_max {
-                    self.recent.pop_front();
+                if t + self.opts.retain_ns >= self.now_ns {
+                    self.recent.push_back(Completed {
+                        row,
+                        id: ev.id,
+                        init_ns: res.init_ns,
+                        end_ns: t,
+                        callbacks: res.callbacks,
+                    });
+                    if self.recent.len() > self.opts.retain_max {
+                        self.recent.pop_front();
+                    }
                 }
             }
             Step::Resolve(_) | Step::Label(_) | Step::Note | Step::Unknown => {}

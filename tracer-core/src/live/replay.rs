@@ -2,14 +2,21 @@
 //! by reading again from the start (the reader streams, so seeking back costs time, never
 //! memory).
 //!
-//! Events are fed in file order, which is time order within a thread; blocks of different
-//! threads interleave as the recorder drained them, so with several threads the state at `T`
-//! may lack a few events of one thread just before `T` (at most one drained block).
+//! A trace holds blocks of one thread's events in the order the recorder drained them, so
+//! the events of thread B up to `T` may come after events of thread A beyond `T`. Each
+//! thread's events wait in their own queue until the replay's clock reaches them; reading
+//! ahead stops once every thread has an event beyond `T` (or ended), or when
+//! [`READ_AHEAD`] events wait (then a thread that stayed idle for that long may show a
+//! moment late).
 
+use std::collections::VecDeque;
 use std::io::Read;
 
 use super::LiveState;
-use crate::trace::{Batch, Event, TraceError, TraceReader};
+use crate::trace::{Batch, Event, Item, StreamEnd, StreamId, TraceError, TraceReader};
+
+/// Events read ahead of the clock at most, over all threads.
+pub const READ_AHEAD: usize = 1 << 18;
 
 /// How far a call to [`Replay::advance`] got.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,23 +29,32 @@ pub enum Progress {
     End,
 }
 
+#[derive(Debug)]
+enum Queued {
+    Event(Event),
+    End(StreamEnd),
+}
+
 /// A trace being replayed.
 #[derive(Debug)]
 pub struct Replay<R: Read> {
     reader: TraceReader<R>,
-    /// Events of the current block not fed yet.
-    held: Vec<Event>,
-    next: usize,
-    ended: bool,
+    /// Per stream: what was read and not fed yet.
+    queues: Vec<VecDeque<Queued>>,
+    /// Per stream: its end was read.
+    ended: Vec<bool>,
+    queued: usize,
+    eof: bool,
 }
 
 impl<R: Read> Replay<R> {
     pub fn new(reader: TraceReader<R>) -> Self {
         Replay {
             reader,
-            held: Vec::new(),
-            next: 0,
-            ended: false,
+            queues: Vec::new(),
+            ended: Vec::new(),
+            queued: 0,
+            eof: false,
         }
     }
 
@@ -49,61 +65,113 @@ impl<R: Read> Replay<R> {
         s
     }
 
-    pub fn ended(&self) -> bool {
-        self.ended
+    fn queue(&mut self, stream: StreamId) -> &mut VecDeque<Queued> {
+        queue_of(&mut self.queues, &mut self.ended, stream)
     }
 
-    /// Feeds `state` every event up to `until_ns` (inclusive), at most about `max_events`
-    /// of them per call.
+    /// Feeds the queued events up to `until_ns`, at most `budget`; returns how many.
+    fn feed(&mut self, state: &mut LiveState, until_ns: u64, budget: usize) -> usize {
+        let mut fed = 0;
+        let mut buf: Vec<Event> = Vec::new();
+        for q in &mut self.queues {
+            while fed < budget {
+                match q.front() {
+                    Some(Queued::Event(e)) if e.time_ns <= until_ns => {
+                        buf.push(*e);
+                        q.pop_front();
+                        fed += 1;
+                    }
+                    Some(Queued::End(_)) => {
+                        if !buf.is_empty() {
+                            state.events(&buf);
+                            buf.clear();
+                        }
+                        if let Some(Queued::End(end)) = q.pop_front() {
+                            state.item(Item::StreamEnd(end));
+                        }
+                    }
+                    _ => break,
+                }
+            }
+            if !buf.is_empty() {
+                state.events(&buf);
+                buf.clear();
+            }
+        }
+        self.queued -= fed;
+        fed
+    }
+
+    /// Does every stream have something beyond `until_ns` queued, or has it ended?
+    fn all_ahead(&self, until_ns: u64) -> bool {
+        self.queues.iter().zip(&self.ended).all(|(q, &ended)| match q.front() {
+            Some(Queued::Event(e)) => e.time_ns > until_ns,
+            Some(Queued::End(_)) => false,
+            None => ended,
+        })
+    }
+
+    /// Feeds `state` every event up to `until_ns` (inclusive), about `max_events` per call.
     pub fn advance(&mut self, state: &mut LiveState, until_ns: u64, max_events: usize) -> Result<Progress, TraceError> {
         let mut fed = 0usize;
         loop {
-            if self.next < self.held.len() {
-                let rest = &self.held[self.next..];
-                let n = rest.iter().take_while(|e| e.time_ns <= until_ns).count();
-                let n = n.min(max_events.saturating_sub(fed).max(1));
-                state.events(&rest[..n]);
-                self.next += n;
-                fed += n;
-                if self.next < self.held.len() {
-                    return Ok(if rest[n..].first().is_some_and(|e| e.time_ns > until_ns) {
-                        Progress::Reached
-                    } else {
-                        Progress::More
-                    });
-                }
-            }
+            fed += self.feed(state, until_ns, max_events.saturating_sub(fed));
             if fed >= max_events {
                 return Ok(Progress::More);
             }
-            if self.ended {
-                return Ok(Progress::End);
+            if self.eof {
+                return Ok(if self.queued == 0 {
+                    Progress::End
+                } else {
+                    Progress::Reached
+                });
+            }
+            if self.all_ahead(until_ns) && !self.queues.is_empty() || self.queued >= READ_AHEAD {
+                return Ok(Progress::Reached);
             }
             match self.reader.next_batch()? {
                 None => {
-                    self.ended = true;
+                    self.eof = true;
                     state.cx.truncated = self.reader.truncated();
-                    return Ok(Progress::End);
                 }
                 Some(Batch::Events(events)) => {
-                    self.held.clear();
-                    self.held.extend_from_slice(events);
-                    self.next = 0;
+                    let Some(first) = events.first() else { continue };
+                    let stream = first.stream;
+                    let n = events.len();
+                    let q = queue_of(&mut self.queues, &mut self.ended, stream);
+                    q.extend(events.iter().copied().map(Queued::Event));
+                    self.queued += n;
                 }
-                Some(Batch::Item(crate::trace::Item::Event(ev))) => {
-                    self.held.clear();
-                    self.held.push(ev);
-                    self.next = 0;
+                Some(Batch::Item(Item::Event(ev))) => {
+                    self.queue(ev.stream).push_back(Queued::Event(ev));
+                    self.queued += 1;
+                }
+                Some(Batch::Item(Item::StreamEnd(end))) => {
+                    let s = end.stream;
+                    self.queue(s).push_back(Queued::End(end));
+                    self.ended[s as usize] = true;
+                }
+                Some(Batch::Item(Item::StreamStart(info))) => {
+                    self.queue(info.stream);
+                    state.item(Item::StreamStart(info));
                 }
                 Some(Batch::Item(item)) => state.item(item),
             }
         }
     }
+}
 
-    /// Time of the next event not fed yet, if one is buffered.
-    pub fn next_ns(&self) -> Option<u64> {
-        self.held.get(self.next).map(|e| e.time_ns)
+fn queue_of<'a>(
+    queues: &'a mut Vec<VecDeque<Queued>>,
+    ended: &mut Vec<bool>,
+    stream: StreamId,
+) -> &'a mut VecDeque<Queued> {
+    let i = stream as usize;
+    if queues.len() <= i {
+        queues.resize_with(i + 1, VecDeque::new);
+        ended.resize(i + 1, false);
     }
+    &mut queues[i]
 }
 
 /// Feeds a whole trace (for tests and benchmarks).

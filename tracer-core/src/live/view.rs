@@ -247,7 +247,9 @@ impl LiveState {
                 });
             }
             let per_s = r.rates(self.now_ns).2;
-            if !allow.timer_loop && per_s > self.opts.timer_loop_per_s {
+            // Why only with a site: Node's own timers (socket timeouts) re-arm from timer
+            // callbacks too, and a warning must name code a person can change.
+            if !allow.timer_loop && r.site.is_some() && per_s > self.opts.timer_loop_per_s {
                 warnings.push(Warning {
                     kind: WarningKind::TimerLoop,
                     row: i,

@@ -1,0 +1,187 @@
+//! `asynctrace top trace.bin` replays a trace in the terminal UI; `asynctrace top -- node
+//! app.js` records as `record` does and shows the app live.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use ratatui::crossterm::event::{self, Event, KeyEventKind};
+use ratatui::DefaultTerminal;
+use tracer_core::live::{LiveOptions, Progress, Replay};
+
+use crate::cli::{Allowed, TopArgs};
+use crate::cmd::open_trace;
+use crate::input::Input;
+use crate::tui::{App, Clock, Command};
+
+/// Events fed per step of the replay between checks of the frame's time budget.
+const BATCH: usize = 4096;
+
+pub fn run(args: TopArgs) -> anyhow::Result<ExitCode> {
+    match &args.trace {
+        Some(trace) if args.command.is_empty() => replay(&args, trace),
+        Some(_) => anyhow::bail!("give either a trace to replay or a command after `--`, not both"),
+        None if args.command.is_empty() => {
+            anyhow::bail!("nothing to show: give a trace (`asynctrace top trace.bin`) or a command (`asynctrace top -- node app.js`)")
+        }
+        None => live(&args),
+    }
+}
+
+pub fn options(args: &TopArgs) -> LiveOptions {
+    let mut o = LiveOptions {
+        blocking_ns: (args.blocking_ms * 1e6) as u64,
+        unsettled_ns: (args.unsettled_s * 1e9) as u64,
+        retain_ns: (args.retain_s * 1e9) as u64,
+        ..Default::default()
+    };
+    for a in &args.allow {
+        match a {
+            Allowed::Blocking => o.allow.blocking = true,
+            Allowed::Unsettled => o.allow.unsettled = true,
+            Allowed::Growing => o.allow.growing = true,
+            Allowed::TimerLoop => o.allow.timer_loop = true,
+        }
+    }
+    o
+}
+
+/// Restores the terminal however the UI ends (ratatui's panic hook covers panics).
+struct TerminalGuard;
+
+impl Drop for TerminalGuard {
+    fn drop(&mut self) {
+        ratatui::restore();
+    }
+}
+
+fn start_terminal() -> anyhow::Result<(DefaultTerminal, TerminalGuard)> {
+    let terminal = ratatui::try_init().context("cannot set up the terminal (is this a terminal?)")?;
+    Ok((terminal, TerminalGuard))
+}
+
+struct Replayer {
+    path: std::path::PathBuf,
+    replay: Replay<Input>,
+    opts: LiveOptions,
+    /// The replay's clock, ns since the trace start.
+    at_ns: u64,
+}
+
+impl Replayer {
+    fn open(path: &Path, opts: LiveOptions) -> anyhow::Result<(Self, tracer_core::live::LiveState)> {
+        let replay = Replay::new(open_trace(path)?);
+        let state = replay.state(opts);
+        Ok((
+            Replayer {
+                path: path.to_owned(),
+                replay,
+                opts,
+                at_ns: 0,
+            },
+            state,
+        ))
+    }
+
+    /// Feeds up to `target`, for at most `budget` of wall time; returns whether the trace
+    /// ended.
+    fn advance(&mut self, app: &mut App, target: u64, budget: Option<Duration>) -> anyhow::Result<bool> {
+        let until = budget.map(|b| Instant::now() + b);
+        loop {
+            let p = self
+                .replay
+                .advance(&mut app.state, target, BATCH)
+                .with_context(|| format!("reading {}", self.path.display()))?;
+            match p {
+                Progress::Reached => {
+                    self.at_ns = target;
+                    return Ok(false);
+                }
+                Progress::End => {
+                    self.at_ns = app.state.now_ns;
+                    return Ok(true);
+                }
+                Progress::More => {
+                    if until.is_some_and(|u| Instant::now() >= u) {
+                        // Behind: the clock shows how far the state got.
+                        self.at_ns = app.state.now_ns;
+                        return Ok(false);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Seeks to `target`: forward by reading on, back by reading again from the start.
+    fn seek(&mut self, app: &mut App, target: u64) -> anyhow::Result<bool> {
+        if target < app.state.now_ns {
+            let (fresh, state) = Self::open(&self.path, self.opts)?;
+            *self = fresh;
+            app.state = state;
+        }
+        self.advance(app, target, None)
+    }
+}
+
+fn replay(args: &TopArgs, path: &Path) -> anyhow::Result<ExitCode> {
+    let (mut r, state) = Replayer::open(path, options(args))?;
+    let mut app = App::new(
+        state,
+        Clock {
+            live: false,
+            paused: args.paused,
+            ended: false,
+            speed: args.speed,
+        },
+    );
+    if let Some(at) = &args.at {
+        let ns =
+            crate::tui::app::parse_time(at).with_context(|| format!("--at {at:?} is not a time (e.g. 12.5s, 2m)"))?;
+        app.clock.ended = r.seek(&mut app, ns)?;
+    }
+    let frame = Duration::from_secs_f64(1.0 / args.fps.max(1.0));
+    let (mut terminal, _guard) = start_terminal()?;
+    let mut last = Instant::now();
+    loop {
+        let now = Instant::now();
+        let dt = now.duration_since(last);
+        last = now;
+        if !app.clock.paused && !app.clock.ended {
+            let target = r.at_ns + (dt.as_nanos() as f64 * app.clock.speed) as u64;
+            app.clock.ended = r.advance(&mut app, target, Some(frame / 2))?;
+        }
+        app.clock_at = Some(r.at_ns.max(app.state.now_ns));
+        terminal.draw(|f| app.draw(f)).context("drawing")?;
+        let deadline = now + frame;
+        while let Some(wait) = deadline.checked_duration_since(Instant::now()) {
+            if !event::poll(wait).context("reading the keyboard")? {
+                break;
+            }
+            let Event::Key(key) = event::read().context("reading the keyboard")? else {
+                continue;
+            };
+            if key.kind != KeyEventKind::Press {
+                continue;
+            }
+            match app.key(key) {
+                Some(Command::Quit | Command::StopApp | Command::Detach) => return Ok(ExitCode::SUCCESS),
+                Some(Command::Pause) => app.clock.paused = !app.clock.paused,
+                Some(Command::Step) => {
+                    app.clock.paused = true;
+                    let target = r.at_ns + 1_000_000_000;
+                    app.clock.ended = r.advance(&mut app, target, None)?;
+                }
+                Some(Command::Speed(s)) => app.clock.speed = s,
+                Some(Command::Seek(ns)) => app.clock.ended = r.seek(&mut app, ns)?,
+                None => {}
+            }
+            app.clock_at = Some(r.at_ns.max(app.state.now_ns));
+            terminal.draw(|f| app.draw(f)).context("drawing")?;
+        }
+    }
+}
+
+fn live(_args: &TopArgs) -> anyhow::Result<ExitCode> {
+    anyhow::bail!("live mode is not available yet: record with `asynctrace record`, then `asynctrace top trace.bin`")
+}
