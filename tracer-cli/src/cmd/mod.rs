@@ -4,7 +4,7 @@ mod export;
 mod flame;
 mod info;
 mod leaks;
-mod record;
+pub mod record;
 mod requests;
 mod slow;
 mod top;

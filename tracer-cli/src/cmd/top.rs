@@ -10,8 +10,14 @@ use ratatui::crossterm::event::{self, Event, KeyEventKind};
 use ratatui::DefaultTerminal;
 use tracer_core::live::{LiveOptions, Progress, Replay};
 
-use crate::cli::{Allowed, TopArgs};
+use std::process::Child;
+
+use tracer_core::live::{LiveState, Tap, TapReceiver};
+use tracer_core::trace::TraceMeta;
+
+use crate::cli::{Allowed, Cpu, RecordArgs, TopArgs};
 use crate::cmd::open_trace;
+use crate::cmd::record::Watch;
 use crate::input::Input;
 use crate::tui::{App, Clock, Command};
 
@@ -182,6 +188,115 @@ fn replay(args: &TopArgs, path: &Path) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn live(_args: &TopArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("live mode is not available yet: record with `asynctrace record`, then `asynctrace top trace.bin`")
+/// Batches from the recorder waiting for the UI at most (8,192 items each).
+const TAP_BATCHES: usize = 16;
+
+fn live(args: &TopArgs) -> anyhow::Result<ExitCode> {
+    let (tap, rx) = Tap::new(TAP_BATCHES);
+    let log = log_path(&args.output);
+    let app_output = std::fs::File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
+    let record = RecordArgs {
+        output: args.output.clone(),
+        ring_records: args.ring_records,
+        clock_us: 100,
+        precise: false,
+        staged: false,
+        stacks: args.stacks,
+        cpu: Cpu::Off,
+        cpu_interval: 1000,
+        quiet: false,
+        command: args.command.clone(),
+    };
+    let mut state = LiveState::new(options(args));
+    state.cx.meta = TraceMeta {
+        command: args.command.iter().map(|a| a.to_string_lossy().into_owned()).collect(),
+        cwd: std::env::current_dir()
+            .map(|d| d.display().to_string())
+            .unwrap_or_default(),
+        ..Default::default()
+    };
+    let fps = args.fps;
+    let ui = Box::new(move |child: &mut Child| -> anyhow::Result<()> {
+        let outcome = watch(child, state, rx, fps)?;
+        match outcome {
+            Outcome::Exited => {}
+            Outcome::Stop => {
+                if let Some(pid) = rustix::process::Pid::from_raw(child.id() as i32) {
+                    let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+                }
+                say!("asynctrace: stopping the app (SIGTERM)");
+            }
+            Outcome::Detach => say!("asynctrace: detached; recording until the app exits"),
+        }
+        Ok(())
+    });
+    let code = crate::cmd::record::run_with(record, Some(Watch { tap, app_output, ui }))?;
+    say!("asynctrace: the app's output is in {}", log.display());
+    Ok(code)
+}
+
+/// `trace.bin` -> `trace.bin.app.log`.
+fn log_path(output: &Path) -> std::path::PathBuf {
+    let mut name = output.as_os_str().to_owned();
+    name.push(".app.log");
+    name.into()
+}
+
+enum Outcome {
+    Exited,
+    Stop,
+    Detach,
+}
+
+/// Runs the UI until the app exits or the user leaves.
+fn watch(child: &mut Child, state: LiveState, rx: TapReceiver, fps: f64) -> anyhow::Result<Outcome> {
+    let mut app = App::new(
+        state,
+        Clock {
+            live: true,
+            paused: false,
+            ended: false,
+            speed: 1.0,
+        },
+    );
+    let frame = Duration::from_secs_f64(1.0 / fps.max(1.0));
+    let (mut terminal, _guard) = start_terminal()?;
+    loop {
+        let start = Instant::now();
+        // Read for at most half a frame, so the UI stays responsive whatever the event rate;
+        // what does not fit waits in the channel (and is skipped, not lost from the trace,
+        // when the channel is full).
+        while start.elapsed() < frame / 2 {
+            match rx.rx.try_recv() {
+                Ok(batch) => app.state.apply_items(batch),
+                Err(_) => break,
+            }
+        }
+        app.skipped = rx.skipped();
+        if child.try_wait().context("waiting for the app")?.is_some() {
+            return Ok(Outcome::Exited);
+        }
+        if !app.clock.paused {
+            terminal.draw(|f| app.draw(f)).context("drawing")?;
+        }
+        let deadline = start + frame;
+        while let Some(wait) = deadline.checked_duration_since(Instant::now()) {
+            if !event::poll(wait).context("reading the keyboard")? {
+                break;
+            }
+            let Event::Key(key) = event::read().context("reading the keyboard")? else {
+                continue;
+            };
+            if key.kind != KeyEventKind::Press {
+                continue;
+            }
+            match app.key(key) {
+                Some(Command::StopApp | Command::Quit) => return Ok(Outcome::Stop),
+                Some(Command::Detach) => return Ok(Outcome::Detach),
+                Some(Command::Pause) => app.clock.paused = !app.clock.paused,
+                Some(Command::Step | Command::Speed(_) | Command::Seek(_)) | None => {}
+            }
+            terminal.draw(|f| app.draw(f)).context("drawing")?;
+        }
+    }
 }

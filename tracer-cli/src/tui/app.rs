@@ -65,6 +65,8 @@ pub struct App {
     pub clock: Clock,
     /// The replay's clock when it is ahead of the last event (ns since the trace start).
     pub clock_at: Option<u64>,
+    /// Live: events the view skipped because it lagged (the trace has them).
+    pub skipped: u64,
     /// A line for the footer (e.g. "seek: not a time").
     pub status: Option<String>,
     /// Expanded nodes of the tree view, by `(stream, id)` of their first resource.
@@ -84,6 +86,7 @@ impl App {
             prompt: None,
             clock,
             clock_at: None,
+            skipped: 0,
             status: None,
             tree_expanded: Default::default(),
         }

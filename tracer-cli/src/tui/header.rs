@@ -78,6 +78,14 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, snap: &Snapshot) {
         Span::styled(format!("{:.0}%", h.busy_pct), busy_style(h.busy_pct)),
         Span::raw(procs),
         dropped,
+        if app.skipped > 0 {
+            Span::styled(
+                format!(" │ view skipped {} (trace has all)", count(app.skipped)),
+                Style::new().yellow(),
+            )
+        } else {
+            Span::raw("")
+        },
         Span::raw(format!(" │ {thread}")),
     ]);
     let block = Block::new()

@@ -13,6 +13,7 @@
 
 pub mod hist;
 mod replay;
+mod tap;
 #[cfg(test)]
 mod tests;
 mod tree;
@@ -22,6 +23,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 pub use hist::Histogram;
 pub use replay::{feed_all, Progress, Replay};
+pub use tap::{Tap, TapReceiver};
 pub use tree::TreeLine;
 
 use crate::analysis::{fold_chain, Context, FoldedLink, GrowthRule, Lifecycle, Pass, SiteId, Step, StreamDesc};
