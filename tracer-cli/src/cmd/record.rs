@@ -23,8 +23,11 @@ pub fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
 pub struct Watch {
     pub tap: tracer_core::live::Tap,
     pub app_output: File,
-    pub ui: Box<dyn FnOnce(&mut std::process::Child) -> anyhow::Result<()>>,
+    pub ui: Ui,
 }
+
+/// The UI of a [`Watch`]: runs until the app exits or the user leaves.
+pub type Ui = Box<dyn FnOnce(&mut std::process::Child) -> anyhow::Result<()>>;
 
 /// Records as `record` does; with a [`Watch`], also runs its UI once the app started.
 pub fn run_with(args: RecordArgs, watch: Option<Watch>) -> anyhow::Result<ExitCode> {
