@@ -329,6 +329,10 @@ pub struct TopArgs {
     /// Replay: start paused.
     #[arg(long)]
     pub paused: bool,
+    /// Replay the whole trace as fast as it reads, drawing a 120x40 frame off screen every
+    /// 100 ms of wall time, and print the events/s the UI keeps up with (a benchmark).
+    #[arg(long, hide = true)]
+    pub headless: bool,
     /// Replay speed (1 = as fast as the app ran).
     #[arg(long, default_value_t = 1.0)]
     pub speed: f64,

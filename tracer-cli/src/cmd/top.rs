@@ -130,7 +130,55 @@ impl Replayer {
     }
 }
 
+/// `--headless`: the whole trace through the state, a frame drawn off screen every 100 ms.
+fn headless(args: &TopArgs, path: &Path) -> anyhow::Result<ExitCode> {
+    let (mut r, state) = Replayer::open(path, options(args))?;
+    let mut app = App::new(
+        state,
+        Clock {
+            live: false,
+            paused: false,
+            ended: false,
+            speed: 1.0,
+        },
+    );
+    let mut terminal =
+        ratatui::Terminal::new(ratatui::backend::TestBackend::new(120, 40)).context("off-screen terminal")?;
+    let start = Instant::now();
+    let cpu0 = cpu_ns();
+    let mut frames = 0u64;
+    loop {
+        let before = app.state.events;
+        let ended = r.advance(&mut app, u64::MAX, Some(Duration::from_millis(100)))?;
+        terminal.draw(|f| app.draw(f)).context("drawing")?;
+        frames += 1;
+        // Why also stop when nothing was fed: the whole trace was read.
+        if ended || app.state.events == before {
+            break;
+        }
+    }
+    let wall = start.elapsed().as_secs_f64();
+    let cpu = (cpu_ns() - cpu0) as f64 / 1e9;
+    let events = app.state.events;
+    say!(
+        "{events} events in {wall:.2} s ({:.2} M events/s), {frames} frames, {:.2} s CPU ({:.0}% of one core)",
+        events as f64 / wall / 1e6,
+        cpu,
+        cpu / wall * 100.0
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// CPU time of this process, ns.
+fn cpu_ns() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+}
+
 fn replay(args: &TopArgs, path: &Path) -> anyhow::Result<ExitCode> {
+    if args.headless {
+        return headless(args, path);
+    }
     let (mut r, state) = Replayer::open(path, options(args))?;
     let mut app = App::new(
         state,
@@ -217,7 +265,13 @@ fn live(args: &TopArgs) -> anyhow::Result<ExitCode> {
     };
     let fps = args.fps;
     let ui = Box::new(move |child: &mut Child| -> anyhow::Result<()> {
-        let outcome = watch(child, state, rx, fps)?;
+        let outcome = watch(child, state, &rx, fps)?;
+        if rx.skipped() > 0 {
+            say!(
+                "asynctrace: the live view skipped {} events to keep up (the trace has every one)",
+                rx.skipped()
+            );
+        }
         match outcome {
             Outcome::Exited => {}
             Outcome::Stop => {
@@ -249,7 +303,7 @@ enum Outcome {
 }
 
 /// Runs the UI until the app exits or the user leaves.
-fn watch(child: &mut Child, state: LiveState, rx: TapReceiver, fps: f64) -> anyhow::Result<Outcome> {
+fn watch(child: &mut Child, state: LiveState, rx: &TapReceiver, fps: f64) -> anyhow::Result<Outcome> {
     let mut app = App::new(
         state,
         Clock {

@@ -102,6 +102,11 @@ impl<R: Read> Replay<R> {
         fed
     }
 
+    /// Items read and not fed yet.
+    fn waiting(&self) -> usize {
+        self.queues.iter().map(VecDeque::len).sum()
+    }
+
     /// Does every stream have something beyond `until_ns` queued, or has it ended?
     fn all_ahead(&self, until_ns: u64) -> bool {
         self.queues.iter().zip(&self.ended).all(|(q, &ended)| match q.front() {
@@ -115,18 +120,24 @@ impl<R: Read> Replay<R> {
     pub fn advance(&mut self, state: &mut LiveState, until_ns: u64, max_events: usize) -> Result<Progress, TraceError> {
         let mut fed = 0usize;
         loop {
-            fed += self.feed(state, until_ns, max_events.saturating_sub(fed));
+            let now = self.feed(state, until_ns, max_events.saturating_sub(fed));
+            fed += now;
             if fed >= max_events {
                 return Ok(Progress::More);
             }
             if self.eof {
-                return Ok(if self.queued == 0 {
+                // Why look at the queues too: what is left must be beyond `until_ns`.
+                let left = self
+                    .queues
+                    .iter()
+                    .any(|q| q.iter().any(|i| matches!(i, Queued::Event(e) if e.time_ns <= until_ns)));
+                return Ok(if self.waiting() == 0 || (!left || now == 0) && until_ns == u64::MAX {
                     Progress::End
                 } else {
                     Progress::Reached
                 });
             }
-            if self.all_ahead(until_ns) && !self.queues.is_empty() || self.queued >= READ_AHEAD {
+            if self.all_ahead(until_ns) && !self.queues.is_empty() || self.waiting() >= READ_AHEAD {
                 return Ok(Progress::Reached);
             }
             match self.reader.next_batch()? {
