@@ -60,6 +60,9 @@ pub enum Command {
     /// Bubbleprof's picture of async flow: resources grouped into bubbles by creation site and
     /// party, linked by the waits between them; an HTML page (-o page.html), JSON or text.
     Bubble(BubbleArgs),
+    /// Watch an app live (`top -- node app.js`, recording as `record` does) or replay a trace
+    /// (`top trace.bin`) in a terminal UI: resources by site, warnings, the trigger tree.
+    Top(TopArgs),
 }
 
 #[derive(Debug, Args)]
@@ -332,4 +335,59 @@ pub struct BubbleArgs {
     /// Output format on stdout (when no -o is given).
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct TopArgs {
+    /// A trace to replay (or give a command after `--` to watch it live).
+    pub trace: Option<PathBuf>,
+    /// Live: where to write the trace (every record, whatever the UI shows).
+    #[arg(short, long, default_value = "trace.bin")]
+    pub output: PathBuf,
+    /// Replay: start at this time of the run (`12.5s`, `2m`).
+    #[arg(long)]
+    pub at: Option<String>,
+    /// Replay: start paused.
+    #[arg(long)]
+    pub paused: bool,
+    /// Replay the whole trace as fast as it reads, drawing a 120x40 frame off screen every
+    /// 100 ms of wall time, and print the events/s the UI keeps up with (a benchmark).
+    #[arg(long, hide = true)]
+    pub headless: bool,
+    /// Replay speed (1 = as fast as the app ran).
+    #[arg(long, default_value_t = 1.0)]
+    pub speed: f64,
+    /// Frames per second.
+    #[arg(long, default_value_t = 10.0)]
+    pub fps: f64,
+    /// A callback longer than this (ms) blocked the loop.
+    #[arg(long, default_value_t = 10.0)]
+    pub blocking_ms: f64,
+    /// A promise pending longer than this (s) is reported.
+    #[arg(long, default_value_t = 5.0)]
+    pub unsettled_s: f64,
+    /// How long completed resources are kept for the details view (s).
+    #[arg(long, default_value_t = 10.0)]
+    pub retain_s: f64,
+    /// Warnings to switch off (comma-separated).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub allow: Vec<Allowed>,
+    /// Live: ring capacity per thread, in 32-byte records (a power of two).
+    #[arg(long, default_value_t = 1 << 18, value_parser = parse_ring_records)]
+    pub ring_records: u32,
+    /// Live: creation stacks (see `record --help`).
+    #[arg(long, value_enum, default_value_t = Stacks::Auto)]
+    pub stacks: Stacks,
+    /// The command to watch live, after `--`.
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<OsString>,
+}
+
+/// A warning `top` can be told to leave out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Allowed {
+    Blocking,
+    Unsettled,
+    Growing,
+    TimerLoop,
 }

@@ -23,6 +23,7 @@ mod input;
 mod session;
 mod stderr;
 mod trace_file;
+mod tui;
 
 use std::process::ExitCode;
 

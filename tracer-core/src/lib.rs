@@ -14,6 +14,7 @@ pub mod analysis;
 pub mod codec;
 pub mod export;
 pub mod ingest;
+pub mod live;
 pub mod record;
 pub mod recorder;
 pub mod ring;

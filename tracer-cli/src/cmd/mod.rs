@@ -5,9 +5,10 @@ mod export;
 mod flame;
 mod info;
 mod leaks;
-mod record;
+pub mod record;
 mod requests;
 mod slow;
+mod top;
 mod tree;
 
 use std::io::{BufWriter, StdoutLock, Write};
@@ -37,6 +38,7 @@ pub fn run(mut cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Flame(args) => flame::run(args),
         Command::Export(args) => export::run(args),
         Command::Bubble(args) => bubble::run(args),
+        Command::Top(args) => top::run(args),
     }
 }
 

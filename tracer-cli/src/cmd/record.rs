@@ -15,6 +15,22 @@ use crate::session::{self, Session};
 use crate::trace_file::TraceFile;
 
 pub fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
+    run_with(args, None)
+}
+
+/// What `top` adds to a recording: a copy of what the trace writer writes, where the app's
+/// output goes (not over the UI), and the UI, which runs while the app does.
+pub struct Watch {
+    pub tap: tracer_core::live::Tap,
+    pub app_output: File,
+    pub ui: Ui,
+}
+
+/// The UI of a [`Watch`]: runs until the app exits or the user leaves.
+pub type Ui = Box<dyn FnOnce(&mut std::process::Child) -> anyhow::Result<()>>;
+
+/// Records as `record` does; with a [`Watch`], also runs its UI once the app started.
+pub fn run_with(args: RecordArgs, watch: Option<Watch>) -> anyhow::Result<ExitCode> {
     let addon = session::locate_addon()?;
     let program = args.command[0].clone();
     let session = Session::create()?;
@@ -35,7 +51,7 @@ pub fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
         clock_tick_ns: 1000,
     };
     let (trace_file, file) = TraceFile::create(&args.output)?;
-    let writer = match start_trace(file, &meta) {
+    let mut writer = match start_trace(file, &meta) {
         Ok(w) => w,
         Err(e) => {
             // Why before the app starts: an output that cannot take even the header (a full
@@ -46,7 +62,18 @@ pub fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
         }
     };
 
+    let (ui, app_output) = match watch {
+        Some(w) => {
+            writer.set_tap(w.tap);
+            (Some(w.ui), Some(w.app_output))
+        }
+        None => (None, None),
+    };
     let mut cmd = Command::new(&program);
+    if let Some(out) = app_output {
+        let err = out.try_clone().context("cannot open the app's log")?;
+        cmd.stdin(std::process::Stdio::null()).stdout(out).stderr(err);
+    }
     cmd.args(session::command_args(&args.command, session.agent_js()))
         .env(
             "NODE_OPTIONS",
@@ -86,6 +113,12 @@ pub fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
     let forwarder = signals::forward_to(pid)
         .map_err(|e| say!("asynctrace: warning: Ctrl-C and SIGTERM will not be forwarded to the app: {e}"))
         .ok();
+    if let Some(ui) = ui {
+        // Why not `?`: the app is running and recorded; a UI failure must not lose either.
+        if let Err(e) = ui(&mut child) {
+            say!("asynctrace: the live view failed ({e:#}); still recording until the app exits");
+        }
+    }
     let status = child.wait().context("waiting for the app")?;
     if let Some(f) = forwarder {
         f.close();

@@ -277,6 +277,11 @@ impl<X: Default> Lifecycle<X> {
         self.live.is_empty()
     }
 
+    /// Every live resource, in no particular order.
+    pub fn iter_all(&self) -> impl Iterator<Item = (Key, &Resource<X>)> {
+        self.live.iter().map(|(k, r)| (*k, r))
+    }
+
     /// The live resources of one stream, in no particular order.
     pub fn iter_stream(&self, stream: StreamId) -> impl Iterator<Item = (Key, &Resource<X>)> {
         self.live

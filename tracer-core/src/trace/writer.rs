@@ -5,7 +5,7 @@ use std::io::{self, Write};
 
 use super::block::{write_block, BlockKind};
 use super::events::{EventEncoder, MAX_EVENTS_PER_BLOCK};
-use super::model::{Event, StreamEnd, StreamId, StreamInfo, StringId, TraceMeta};
+use super::model::{Event, Item, StreamEnd, StreamId, StreamInfo, StringId, TraceMeta};
 use super::varint::put_u64;
 use super::{MAGIC, TRACE_FORMAT_VERSION};
 use crate::codec;
@@ -38,6 +38,8 @@ pub struct TraceWriter<W: Write> {
     tick: u64,
     bytes_written: u64,
     events_written: u64,
+    /// A copy of everything written, for a live view.
+    tap: Option<crate::live::Tap>,
 }
 
 #[derive(Debug)]
@@ -66,7 +68,13 @@ impl<W: Write> TraceWriter<W> {
             tick: meta.clock_tick_ns.max(1),
             bytes_written: head.len() as u64 + n,
             events_written: 0,
+            tap: None,
         })
+    }
+
+    /// Copies every string, stream and event from now on to `tap` (`asynctrace top`).
+    pub fn set_tap(&mut self, tap: crate::live::Tap) {
+        self.tap = Some(tap);
     }
 
     /// Announces a writer thread and returns its id (0, 1, 2 .. in call order).
@@ -78,6 +86,9 @@ impl<W: Write> TraceWriter<W> {
             thread,
             node_version: node_version.to_owned(),
         };
+        if let Some(t) = &mut self.tap {
+            t.item(Item::StreamStart(info.clone()));
+        }
         self.emit_codec(BlockKind::StreamStart, &info)?;
         self.streams.push(StreamState {
             enc: EventEncoder::new(self.tick),
@@ -95,6 +106,12 @@ impl<W: Write> TraceWriter<W> {
         }
         let id = self.pending_first + self.pending.len() as StringId;
         self.strings.insert(text.to_owned(), id);
+        if let Some(t) = &mut self.tap {
+            t.item(Item::String {
+                id,
+                text: text.to_owned(),
+            });
+        }
         self.pending.push(text.to_owned());
         id
     }
@@ -107,6 +124,9 @@ impl<W: Write> TraceWriter<W> {
 
     /// Buffers one event of a started, not yet ended stream.
     pub fn event(&mut self, ev: &Event) -> io::Result<()> {
+        if let Some(t) = &mut self.tap {
+            t.event(ev);
+        }
         let state = self.live(ev.stream)?;
         state.enc.push(ev);
         if state.enc.len() >= BLOCK_BYTES || state.enc.count() as usize >= MAX_EVENTS_PER_BLOCK {
@@ -120,6 +140,10 @@ impl<W: Write> TraceWriter<W> {
         self.live(end.stream)?;
         self.flush_stream(end.stream)?;
         self.emit_codec(BlockKind::StreamEnd, end)?;
+        if let Some(t) = &mut self.tap {
+            t.item(Item::StreamEnd(end.clone()));
+            t.send();
+        }
         if let Some(state) = self.streams.get_mut(end.stream as usize) {
             state.ended = true;
             state.enc.release();
@@ -130,6 +154,9 @@ impl<W: Write> TraceWriter<W> {
     /// Writes every pending block and flushes the output, so that the file read now (or
     /// after the recorder is killed) holds everything given so far.
     pub fn flush(&mut self) -> io::Result<()> {
+        if let Some(t) = &mut self.tap {
+            t.send();
+        }
         self.emit_strings()?;
         for stream in 0..self.streams.len() {
             self.flush_stream(stream as StreamId)?;
