@@ -39,6 +39,10 @@ step() {
   fi
 }
 
+# The terminal UI's end-to-end tests drive it in tmux (the browser test installs its own
+# Chromium through scripts/ensure-chromium.sh).
+bash scripts/ensure-tmux.sh || true
+
 system_node="$(node --version)"
 # --no-fail-fast: one failing test file must not keep the others from running.
 step "unit, golden and end-to-end tests on node $system_node" cargo test --release --workspace --no-fail-fast

@@ -30,7 +30,7 @@ impl Tmux {
             .arg(dir)
             .args(["sh", "-c", &line])
             .status()
-            .expect("tmux is installed");
+            .expect("tmux is on PATH (scripts/ensure-tmux.sh installs it)");
         assert!(ok.success(), "tmux new-session failed");
         t
     }
