@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::Value;
-use support::{asynctrace, root, Scratch};
+use support::{asynctrace, express_dir, root, Scratch};
 
 fn bubble_json(trace: &Path) -> Value {
     let out = Command::new(asynctrace())
@@ -369,25 +369,6 @@ fn blocking_callbacks_mark_their_own_bubble() {
         .map(|(_, m)| m["count"].as_u64().unwrap())
         .sum();
     assert!(on_timers >= 5, "{view:#}");
-}
-
-/// express from the npm registry, cached under `.cache/` (as `requests`' tests do).
-fn express_dir() -> PathBuf {
-    let dir = root().join(".cache").join("express-app");
-    if !dir.join("node_modules").join("express").is_dir() {
-        std::fs::create_dir_all(&dir).unwrap();
-        let out = Command::new("npm")
-            .args(["install", "--no-audit", "--no-fund", "--silent", "express@4"])
-            .current_dir(&dir)
-            .output()
-            .expect("npm");
-        assert!(
-            out.status.success(),
-            "npm install express: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    dir
 }
 
 #[test]

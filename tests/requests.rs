@@ -3,11 +3,11 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use serde_json::Value;
-use support::{asynctrace, root, Scratch};
+use support::{asynctrace, express_dir, root, Scratch};
 
 fn requests(trace: &Path) -> Value {
     let out = Command::new(asynctrace())
@@ -164,25 +164,6 @@ fn shop_rows_match_the_client_and_blame_each_wait_on_its_cause() {
         .find(|x| x["route"] == "GET /orders/:n")
         .expect("orders route");
     assert_eq!(orders["count"], 40);
-}
-
-/// express from the npm registry, cached under `.cache/`.
-fn express_dir() -> PathBuf {
-    let dir = root().join(".cache").join("express-app");
-    if !dir.join("node_modules").join("express").is_dir() {
-        std::fs::create_dir_all(&dir).unwrap();
-        let out = Command::new("npm")
-            .args(["install", "--no-audit", "--no-fund", "--silent", "express@4"])
-            .current_dir(&dir)
-            .output()
-            .expect("npm");
-        assert!(
-            out.status.success(),
-            "npm install express: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    dir
 }
 
 #[test]

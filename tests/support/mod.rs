@@ -236,3 +236,22 @@ pub fn terminate(child: std::process::Child) -> Output {
     );
     out
 }
+
+/// express from the npm registry, cached under `.cache/` (never committed).
+pub fn express_dir() -> PathBuf {
+    let dir = root().join(".cache").join("express-app");
+    if !dir.join("node_modules").join("express").is_dir() {
+        std::fs::create_dir_all(&dir).unwrap();
+        let out = Command::new("npm")
+            .args(["install", "--no-audit", "--no-fund", "--silent", "express@4"])
+            .current_dir(&dir)
+            .output()
+            .expect("npm");
+        assert!(
+            out.status.success(),
+            "npm install express: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    dir
+}

@@ -77,6 +77,7 @@ pub use context::{format_frame, run, site_of_stack, Context, Pass, SiteId, Strea
 pub use growth::GrowthRule;
 pub use http::route_of;
 pub use leaks::{LeakClass, LeakExample, LeakGroup, LeakLink, LeakOptions, LeakReport, Leaks, HANDLE_TYPES};
+pub(crate) use lifecycle::FxMap;
 pub use lifecycle::{ChainLink, Key, Lifecycle, Resource, Step};
 pub use report::{ms, write_leaks_text, write_requests_text, write_slow_text, write_tree_text, TextOptions};
 pub use requests::{

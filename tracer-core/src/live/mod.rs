@@ -19,13 +19,13 @@ mod tests;
 mod tree;
 
 use std::collections::{HashMap, VecDeque};
-use std::hash::{BuildHasherDefault, Hasher};
 
 pub use hist::Histogram;
 pub use replay::{feed_all, Progress, Replay};
 pub use tap::{Tap, TapReceiver};
 pub use tree::TreeLine;
 
+use crate::analysis::FxMap;
 use crate::analysis::{fold_chain, Context, FoldedLink, GrowthRule, Lifecycle, Pass, SiteId, Step, StreamDesc};
 use crate::trace::{Event, EventKind, Item, StreamId, StringId};
 
@@ -244,26 +244,6 @@ pub struct Completed {
     pub callbacks: u32,
 }
 
-#[derive(Default, Clone, Copy)]
-struct Fx(u64);
-
-impl Hasher for Fx {
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.write_u64(u64::from(b));
-        }
-    }
-    fn write_u32(&mut self, n: u32) {
-        self.write_u64(u64::from(n));
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
 /// The live state. Feed it with [`LiveState::item`] and [`LiveState::events`] (or drive it
 /// as a [`Pass`]), read it with [`LiveState::snapshot`] and [`LiveState::details`].
 #[derive(Debug)]
@@ -272,9 +252,9 @@ pub struct LiveState {
     pub cx: Context,
     life: Lifecycle<RowId>,
     pub rows: Vec<Row>,
-    row_ids: HashMap<(StreamId, StringId, u32), RowId, BuildHasherDefault<Fx>>,
+    row_ids: FxMap<(StreamId, StringId, u32), RowId>,
     /// Row of each (stream, stack string): the site of a stack is computed once.
-    stack_rows: HashMap<(StreamId, StringId, StringId), RowId, BuildHasherDefault<Fx>>,
+    stack_rows: FxMap<(StreamId, StringId, StringId), RowId>,
     pub threads: Vec<Thread>,
     recent: VecDeque<Completed>,
     /// Time of the latest event, ns since the trace start.
