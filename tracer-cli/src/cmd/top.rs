@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use ratatui::crossterm::event::{self, Event, KeyEventKind};
+use ratatui::crossterm::event::{self, Event, KeyEvent, KeyEventKind};
 use ratatui::DefaultTerminal;
 use tracer_core::live::{LiveOptions, Progress, Replay};
 
@@ -208,16 +208,7 @@ fn replay(args: &TopArgs, path: &Path) -> anyhow::Result<ExitCode> {
         app.clock_at = Some(r.at_ns.max(app.state.now_ns));
         terminal.draw(|f| app.draw(f)).context("drawing")?;
         let deadline = now + frame;
-        while let Some(wait) = deadline.checked_duration_since(Instant::now()) {
-            if !event::poll(wait).context("reading the keyboard")? {
-                break;
-            }
-            let Event::Key(key) = event::read().context("reading the keyboard")? else {
-                continue;
-            };
-            if key.kind != KeyEventKind::Press {
-                continue;
-            }
+        while let Some(key) = next_key(deadline)? {
             match app.key(key) {
                 Some(Command::Quit | Command::StopApp | Command::Detach) => return Ok(ExitCode::SUCCESS),
                 Some(Command::Pause) => app.clock.paused = !app.clock.paused,
@@ -234,6 +225,22 @@ fn replay(args: &TopArgs, path: &Path) -> anyhow::Result<ExitCode> {
             terminal.draw(|f| app.draw(f)).context("drawing")?;
         }
     }
+}
+
+/// The next key pressed before `deadline`, or `None` when it passed (other terminal events
+/// and key releases are skipped).
+fn next_key(deadline: Instant) -> anyhow::Result<Option<KeyEvent>> {
+    while let Some(wait) = deadline.checked_duration_since(Instant::now()) {
+        if !event::poll(wait).context("reading the keyboard")? {
+            break;
+        }
+        if let Event::Key(key) = event::read().context("reading the keyboard")? {
+            if key.kind == KeyEventKind::Press {
+                return Ok(Some(key));
+            }
+        }
+    }
+    Ok(None)
 }
 
 /// Batches from the recorder waiting for the UI at most (8,192 items each).
@@ -334,16 +341,7 @@ fn watch(child: &mut Child, state: LiveState, rx: &TapReceiver, fps: f64) -> any
             terminal.draw(|f| app.draw(f)).context("drawing")?;
         }
         let deadline = start + frame;
-        while let Some(wait) = deadline.checked_duration_since(Instant::now()) {
-            if !event::poll(wait).context("reading the keyboard")? {
-                break;
-            }
-            let Event::Key(key) = event::read().context("reading the keyboard")? else {
-                continue;
-            };
-            if key.kind != KeyEventKind::Press {
-                continue;
-            }
+        while let Some(key) = next_key(deadline)? {
             match app.key(key) {
                 Some(Command::StopApp | Command::Quit) => return Ok(Outcome::Stop),
                 Some(Command::Detach) => return Ok(Outcome::Detach),
