@@ -171,7 +171,7 @@ fn service_counts(out: &std::process::Output) -> Value {
 }
 
 #[test]
-fn a_leaky_service_under_load_names_each_handle_and_timer_leak_once_at_its_line() {
+fn a_leaky_service_under_load_names_each_leak_once_at_its_line() {
     let scratch = Scratch::new("leaky-service");
     let trace = scratch.path("t.bin");
     let out = record_node(&trace)
@@ -211,6 +211,20 @@ fn a_leaky_service_under_load_names_each_handle_and_timer_leak_once_at_its_line(
         handles[0]["endpoint"].as_str().unwrap().contains(" -> 127.0.0.1:"),
         "{:#}",
         handles[0]
+    );
+
+    // The few requests stuck on a connection that never gets ready: most of their promises
+    // got no stack (the budget went on the thousands before them), yet the wait is the first
+    // never-settled group, at the pool's line, with all of them: per stuck request the
+    // awaited promise and the one V8 makes for the `await` itself (same line and column).
+    let promises = class(&r, "never-settled-promise");
+    assert!(site_ends(promises[0], "leaky-service/lib/pool.js:23:9"), "{r:#}");
+    let stuck = want["stuck"].as_u64().unwrap();
+    assert!(stuck > 0);
+    assert_eq!(promises[0]["count"].as_u64(), Some(2 * stuck), "{:#}", promises[0]);
+    assert!(
+        promises.iter().all(|g| !g["site"].is_null()),
+        "every never-settled promise names its site: {r:#}"
     );
 
     // Node's own timers (Date header cache, connection check) are not the app's leaks.

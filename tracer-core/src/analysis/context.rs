@@ -4,7 +4,9 @@
 use std::collections::HashMap;
 use std::io::Read;
 
-use crate::trace::{Batch, Event, Item, StreamId, StringId, TraceError, TraceMeta, TraceReader};
+use super::lifecycle::FxMap;
+use super::position::Positions;
+use crate::trace::{Batch, Event, EventKind, Item, StreamId, StringId, TraceError, TraceMeta, TraceReader};
 
 /// Index of a distinct creation site (`path:line:col`) in [`Context::site_text`].
 pub type SiteId = u32;
@@ -12,6 +14,10 @@ pub type SiteId = u32;
 /// Not yet computed / no user frame, in the per-string site cache.
 const SITE_UNKNOWN: u32 = u32::MAX;
 const SITE_NONE: u32 = u32::MAX - 1;
+
+/// String ids from here on stand for an inferred stack: `ALIAS_BASE + i` reads as the stack
+/// `aliases[i]`. A trace's own string ids are dense from 0, far below it.
+const ALIAS_BASE: StringId = 0xC000_0000;
 
 /// One analysis over the events of a trace, driven by [`run`].
 pub trait Pass {
@@ -53,6 +59,14 @@ pub struct Context {
     stack_site: Vec<u32>,
     sites: Vec<String>,
     site_ids: HashMap<String, SiteId>,
+    /// Where resources were created in the program's structure, and the sites each position
+    /// had (see [`Context::observe`]).
+    positions: Positions,
+    /// Inferred stacks: the recorded stack each alias stands for.
+    aliases: Vec<StringId>,
+    alias_of: FxMap<StringId, StringId>,
+    /// Inits that took their stack from their position.
+    pub inferred_stacks: u64,
 }
 
 impl Context {
@@ -66,7 +80,75 @@ impl Context {
     /// The text of a string id; `?` for an id the trace never defined (the reader rejects
     /// such traces, but a pass must not panic on one).
     pub fn string(&self, id: StringId) -> &str {
-        self.strings.get(id as usize).map_or("?", String::as_str)
+        self.strings.get(self.resolve(id) as usize).map_or("?", String::as_str)
+    }
+
+    /// The recorded string an inferred stack stands for; any other id as it is.
+    fn resolve(&self, id: StringId) -> StringId {
+        if id >= ALIAS_BASE {
+            self.aliases.get((id - ALIAS_BASE) as usize).copied().unwrap_or(id)
+        } else {
+            id
+        }
+    }
+
+    /// Was this stack inferred from where the resource was created, rather than taken by the
+    /// agent?
+    pub fn is_inferred(&self, stack: Option<StringId>) -> bool {
+        stack.is_some_and(|s| s >= ALIAS_BASE)
+    }
+
+    /// Follows the program's structure through one event, before any pass sees it, and
+    /// returns the event the passes see: the same, except that an init the agent took no
+    /// stack for gets the stack that every resource created at the same structural position
+    /// had (marked as inferred, see [`Context::is_inferred`]). The driver [`run`] calls it;
+    /// a caller feeding passes itself must too.
+    pub fn observe(&mut self, ev: &Event) -> Event {
+        let Some(pos) = self.positions.observe(ev) else {
+            return *ev;
+        };
+        let EventKind::Init {
+            type_name,
+            trigger,
+            exec,
+            stack,
+        } = ev.kind
+        else {
+            return *ev;
+        };
+        match stack {
+            Some(s) => {
+                if let Some(site) = self.site(Some(s)) {
+                    let len = self.strings.get(s as usize).map_or(0, String::len);
+                    self.positions.vote(pos, s, site, len);
+                }
+                *ev
+            }
+            None => {
+                let Some(found) = self.positions.inferred(pos) else {
+                    return *ev;
+                };
+                self.inferred_stacks += 1;
+                let alias = match self.alias_of.get(&found.stack) {
+                    Some(&a) => a,
+                    None => {
+                        let a = ALIAS_BASE.saturating_add(u32::try_from(self.aliases.len()).unwrap_or(u32::MAX));
+                        self.aliases.push(found.stack);
+                        self.alias_of.insert(found.stack, a);
+                        a
+                    }
+                };
+                Event {
+                    kind: EventKind::Init {
+                        type_name,
+                        trigger,
+                        exec,
+                        stack: Some(alias),
+                    },
+                    ..*ev
+                }
+            }
+        }
     }
 
     /// Defines a string (the driver does this for every string item).
@@ -82,7 +164,7 @@ impl Context {
 
     /// The creation site of a resource with this stack: the location of its first frame.
     pub fn site(&mut self, stack: Option<StringId>) -> Option<SiteId> {
-        let stack = stack?;
+        let stack = self.resolve(stack?);
         let cached = *self.stack_site.get(stack as usize)?;
         match cached {
             SITE_NONE => None,
@@ -175,7 +257,8 @@ pub fn run<R: Read, P: Pass>(reader: &mut TraceReader<R>, pass: &mut P) -> Resul
                 };
                 let stream = first.stream;
                 for ev in events {
-                    pass.event(&mut cx, ev);
+                    let ev = cx.observe(ev);
+                    pass.event(&mut cx, &ev);
                 }
                 // Why once per batch: a batch is one stream, in time order.
                 if let (Some(last), Some(desc)) = (events.last(), cx.streams.get_mut(stream as usize)) {
@@ -195,6 +278,7 @@ pub fn run<R: Read, P: Pass>(reader: &mut TraceReader<R>, pass: &mut P) -> Resul
                 };
             }
             Batch::Item(Item::Event(ev)) => {
+                let ev = cx.observe(&ev);
                 pass.event(&mut cx, &ev);
                 if let Some(desc) = cx.streams.get_mut(ev.stream as usize) {
                     desc.last_ns = desc.last_ns.max(ev.time_ns);

@@ -116,7 +116,8 @@ pub struct LeakGroup {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refd: Option<u64>,
     /// How many of them had no creation stack (the agent's budget skipped them) and take
-    /// their site from siblings: leaked resources of the same class and type, created by the
+    /// their site from siblings: resources created at the same structural position (see
+    /// [`Context::observe`]), else leaked resources of the same class and type, created by the
     /// same parent or by parents of the same type and site, whose recorded stacks all name
     /// this one site.
     #[serde(skip_serializing_if = "super::is_zero")]
@@ -690,7 +691,7 @@ impl Pass for Leaks {
             if let Some(r) = refd {
                 *acc.refd.get_or_insert(0) += r;
             }
-            acc.inferred += u64::from(guess.is_some());
+            acc.inferred += u64::from(guess.is_some() || cx.is_inferred(stack));
             acc.count += 1;
             acc.oldest_age_ns = acc.oldest_age_ns.max(age);
             // The oldest is the example (ties: the lowest id, as ids grow with time).

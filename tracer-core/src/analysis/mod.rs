@@ -55,6 +55,7 @@ pub mod growth;
 mod http;
 mod leaks;
 mod lifecycle;
+mod position;
 mod report;
 mod requests;
 mod slow;

@@ -158,7 +158,7 @@ fn write_group(out: &mut impl Write, g: &LeakGroup, frames: usize) -> io::Result
         if g.inferred > 0 {
             write!(
                 out,
-                ", site inferred for {} from siblings of the same parent",
+                ", {} without a stack (site inferred from their siblings)",
                 g.inferred
             )?;
         }

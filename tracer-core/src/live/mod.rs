@@ -331,7 +331,8 @@ impl LiveState {
     pub fn events(&mut self, events: &[Event]) {
         let mut cx = std::mem::take(&mut self.cx);
         for ev in events {
-            self.event(&mut cx, ev);
+            let ev = cx.observe(ev);
+            self.event(&mut cx, &ev);
         }
         if let Some(desc) = events.last().and_then(|last| cx.streams.get_mut(last.stream as usize)) {
             let last = events.last().expect("checked above");
