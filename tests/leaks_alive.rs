@@ -227,6 +227,25 @@ fn a_leaky_service_under_load_names_each_leak_once_at_its_line() {
         "every never-settled promise names its site: {r:#}"
     );
 
+    // And `requests` says where each of them was waiting when its client gave up.
+    let out = Command::new(asynctrace())
+        .args(["requests", "--format", "json", "--limit", "0"])
+        .arg(&trace)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let q: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let aborted: Vec<&Value> = q["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["state"] == "aborted")
+        .collect();
+    assert_eq!(aborted.len() as u64, want["hung"].as_u64().unwrap(), "{q:#}");
+    for r in aborted {
+        assert!(site_ends(&r["waiting"], "leaky-service/lib/pool.js:23:9"), "{r:#}");
+    }
+
     // Node's own timers (Date header cache, connection check) are not the app's leaks.
     assert!(
         !timers.iter().any(|g| g["period_ms"] == 30000),

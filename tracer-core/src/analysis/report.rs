@@ -425,8 +425,13 @@ pub fn write_requests_text(out: &mut impl Write, r: &RequestReport) -> io::Resul
         if let Some(p) = &q.waiting {
             writeln!(
                 out,
-                "{:>41}waiting since {:.1} ms for {} #{} {}{}",
+                "{:>41}{} since {:.1} ms for {} #{} {}{}",
                 "",
+                if q.state == RequestState::Aborted {
+                    "aborted while waiting"
+                } else {
+                    "waiting"
+                },
                 p.since_ms,
                 p.type_name,
                 p.id,

@@ -180,7 +180,8 @@ pub struct Request {
     /// Resources created for it.
     pub resources: u64,
     pub segments: Vec<Segment>,
-    /// Unfinished: the pending resource at the leaf of its wait chain.
+    /// Unfinished or aborted: the pending resource at the leaf of its wait chain (at the
+    /// end, or when its connection went).
     pub waiting: Option<Pending>,
     /// Its sync time by the functions that ran in its callbacks (CPU samples).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -319,15 +320,22 @@ pub struct Requests {
     unfinished: u64,
     aborted: u64,
     count: u64,
+    /// Live resources aborted requests may still look through for where they waited.
+    abort_scans: u64,
     /// Every type id the pass looks for is known: no more string lookups at init.
     types_known: bool,
 }
+
+/// Resources visited, over all aborted requests, to find where each was waiting: a few
+/// tenths of a second of work at most.
+const ABORT_SCANS: u64 = 50_000_000;
 
 impl Requests {
     pub fn new(opts: RequestOptions) -> Self {
         Requests {
             opts,
             life: Lifecycle::with_tombstones(1 << 12),
+            abort_scans: ABORT_SCANS,
             ..Default::default()
         }
     }
@@ -503,10 +511,14 @@ impl Requests {
     /// Where each open request of `stream` waits now: the pending member at the leaf of its
     /// chain: the latest unsettled promise that awaits no other unsettled promise of the
     /// request, else the latest handle with no callback running.
-    fn find_leaves(&mut self, stream: StreamId) {
+    /// With `only`, just for that request (one being aborted).
+    fn find_leaves(&mut self, stream: StreamId, only: Option<Member>) {
         let mut best: FxMap<u32, (bool, u64, u64)> = FxMap::default();
         for (key, r) in self.life.iter_stream(stream) {
             let m = r.data;
+            if only.is_some_and(|o| o != m) {
+                continue;
+            }
             let Some(a) = self.slots.get(m.slot as usize).filter(|a| a.open && a.gen == m.gen) else {
                 continue;
             };
@@ -753,6 +765,14 @@ impl Pass for Requests {
             EventKind::Destroy => {
                 if let Some(list) = self.by_socket.remove(&(stream, ev.id)) {
                     for m in list {
+                        // Where it was waiting when its connection went: one look over the
+                        // stream's live resources, within a budget so that a trace of
+                        // mass aborts over many live resources still finishes soon.
+                        let live = self.life.len() as u64;
+                        if self.abort_scans >= live {
+                            self.abort_scans -= live;
+                            self.find_leaves(stream, Some(m));
+                        }
                         self.close(m, t, RequestState::Aborted, None, cx);
                     }
                 }
@@ -802,7 +822,7 @@ impl Pass for Requests {
     }
 
     fn stream_end(&mut self, cx: &mut Context, stream: StreamId, end_ns: u64) {
-        self.find_leaves(stream);
+        self.find_leaves(stream, None);
         let open: Vec<Member> = self
             .by_number
             .iter()
