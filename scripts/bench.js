@@ -5,6 +5,9 @@
 //   node scripts/bench.js --workloads http --baseline /other/target/release/asynctrace
 //     (only the listed workloads; --baseline adds `record` variants of another build, to
 //     measure what a change to the agent costs)
+//   node scripts/bench.js --budgets 5000/200,1000/100
+//     (adds `record` variants with those creation-stack budgets: stacks at once / per second,
+//     per type; the default's cost is read in the "x stacks off" column)
 //
 // For each workload (scripts/bench-workloads) it runs, interleaved round by round so machine
 // noise hits every variant alike: no hook, an empty hook with all five callbacks (the floor any
@@ -52,6 +55,15 @@ const variants = [
   // Every stack, for the cost of site capture; slow, so only on the promise workload.
   { name: 'record, stacks on', record: ['--stacks', 'on'], only: 'promises' },
 ];
+for (const b of (opt('--budgets', '') || '').split(',').filter(Boolean)) {
+  const [burst, rate] = b.split('/');
+  variants.push({
+    name: `record, stack budget ${burst} at once, ${rate}/s`,
+    record: [],
+    tag: `b${burst}r${rate}`,
+    env: { ASYNCTRACE_STACK_BURST: burst, ASYNCTRACE_STACK_RATE: rate },
+  });
+}
 if (baseline) {
   variants.push({ name: 'baseline record, stacks off', record: ['--stacks', 'off'], bin: baseline });
   variants.push({ name: 'baseline record (stacks auto)', record: [], bin: baseline });
@@ -61,13 +73,14 @@ function run(w, v, round) {
   let argv;
   let trace = null;
   if (v.record) {
-    trace = path.join(tmp, `${w.name}-${round}-${v.record.join('')}.bin`);
+    trace = path.join(tmp, `${w.name}-${round}-${v.record.join('')}${v.tag || ''}.bin`);
     argv = [v.bin || bin, 'record', '-q', ...v.record, '-o', trace, '--', node, w.script];
   } else {
     argv = v.cmd(w);
   }
   const t0 = process.hrtime.bigint();
-  const r = spawnSync(argv[0], argv.slice(1), { encoding: 'utf8', maxBuffer: 1 << 26 });
+  const env = v.env ? { ...process.env, ...v.env } : process.env;
+  const r = spawnSync(argv[0], argv.slice(1), { encoding: 'utf8', maxBuffer: 1 << 26, env });
   const wall = Number(process.hrtime.bigint() - t0) / 1e6;
   if (r.status !== 0) throw new Error(`${argv.join(' ')} failed: ${r.stderr}`);
   const line = r.stderr.split('\n').reverse().find((l) => l.startsWith('{"ms"'));
@@ -100,11 +113,11 @@ for (const w of workloads) {
     for (const v of variants) if (!v.only || v.only === w.name) results.get(v.name).push(run(w, v, r));
   }
   const floorRuns = results.get('empty hook').map((x) => x.ms);
-  const floor = median(floorRuns);
+  const offRuns = results.get('record, stacks off').map((x) => x.ms);
   out.push(`### ${w.name}`);
   out.push('');
-  out.push('| variant | median ms | min–max ms | × empty hook (median of per-round ratios) | wall ms (median) | events | events/s | ns/event over floor (median of per-round differences) | dropped | trace bytes/event |');
-  out.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+  out.push('| variant | median ms | min–max ms | × empty hook (median of per-round ratios) | × stacks off (same) | wall ms (median) | events | events/s | ns/event over floor (median of per-round differences) | dropped | trace bytes/event |');
+  out.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
   for (const v of variants) {
     const xs = results.get(v.name);
     if (xs.length === 0) continue;
@@ -112,7 +125,8 @@ for (const w of workloads) {
     // The ratio is the median of per-round ratios: variants of one round ran back to back,
     // so a machine that slows down for a while slows both sides of each ratio alike.
     const ratio = median(xs.map((x, r) => x.ms / floorRuns[r]));
-    const row = [v.name, f1(ms), `${f1(Math.min(...xs.map((x) => x.ms)))}–${f1(Math.max(...xs.map((x) => x.ms)))}`, ratio.toFixed(2), f1(median(xs.map((x) => x.wall)))];
+    const vsOff = v.record ? median(xs.map((x, r) => x.ms / offRuns[r])).toFixed(2) : '';
+    const row = [v.name, f1(ms), `${f1(Math.min(...xs.map((x) => x.ms)))}–${f1(Math.max(...xs.map((x) => x.ms)))}`, ratio.toFixed(2), vsOff, f1(median(xs.map((x) => x.wall)))];
     if (xs[0].events !== undefined) {
       const ev = median(xs.map((x) => x.events));
       const dropped = Math.max(...xs.map((x) => x.dropped));

@@ -343,8 +343,8 @@
     const stackMode = process.env.ASYNCTRACE_STACKS || 'auto';
     const stacksOff = stackMode === 'off';
     const STACK_FRAMES = 8;
-    const STACK_BURST = Number(process.env.ASYNCTRACE_STACK_BURST || 5000);
-    const STACK_RATE = Number(process.env.ASYNCTRACE_STACK_RATE || 200); // per type per second
+    const STACK_BURST = Number(process.env.ASYNCTRACE_STACK_BURST || 2500);
+    const STACK_RATE = Number(process.env.ASYNCTRACE_STACK_RATE || 100); // per type per second
     const AGENT_FILE = __filename;
     const cwdPrefix = process.cwd() + '/';
     const stackIds = new Map();
