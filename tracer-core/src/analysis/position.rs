@@ -31,9 +31,14 @@ use super::lifecycle::{FxHasher, FxMap};
 use crate::trace::{Event, EventKind, StreamId, StringId};
 use std::hash::Hasher;
 
-/// Positions that keep votes, at most: past it, new positions are not learnt (those known
-/// keep voting and inferring).
-pub const MAX_POSITIONS: usize = 1 << 20;
+/// Positions that keep votes, at most. When full, positions only one resource voted for are
+/// forgotten (a position that repeats has more); past that, new positions are not learnt
+/// (those known keep voting and inferring).
+pub const MAX_POSITIONS: usize = 1 << 16;
+/// Per callback and type, the resources that get a position: the n-th of a type beyond it (a
+/// loop in one callback, the top level of a script) is created at a point no other callback
+/// repeats, and so is everything created under it, which then needs no bookkeeping at all.
+const ORDINAL_MAX: u32 = 64;
 /// Nested callbacks followed per stream; deeper ones (after lost `after` records) push the
 /// oldest out.
 const MAX_DEPTH: usize = 256;
@@ -102,10 +107,19 @@ pub struct Positions {
     live: FxMap<(StreamId, u64), u64>,
     streams: Vec<Callbacks>,
     votes: FxMap<u64, Vote>,
+    /// The vote table was pruned and stayed over half full: no more pruning.
+    pruned: bool,
 }
 
-/// Distinguishes the positions of a stream's top level from any callback's.
+/// Distinguishes the positions of a stream's top level from any callback's. Positions that
+/// may repeat have their low bit set.
 const TOP: u64 = 0x9e37_79b9_7f4a_7c15;
+/// The position of a callback whose resource has none: what it creates has none either.
+const UNIQUE: u64 = 0;
+
+fn repeats(pos: u64) -> bool {
+    pos & 1 == 1
+}
 
 fn mix(parent: u64, type_name: StringId, ordinal: u32) -> u64 {
     let mut h = FxHasher::default();
@@ -138,19 +152,17 @@ impl Positions {
                     None => cbs.top.get_or_insert_with(|| Frame::new(0, TOP)),
                 };
                 let ordinal = frame.ordinal(type_name);
-                let pos = mix(frame.pos, type_name, ordinal);
+                if !repeats(frame.pos) || ordinal >= ORDINAL_MAX {
+                    return None;
+                }
+                let pos = mix(frame.pos, type_name, ordinal) | 1;
                 self.live.insert(key, pos);
                 Some(pos)
             }
             EventKind::Before => {
-                // A resource whose init is not in the trace (created before the hook) has
-                // no position: its callback's children get one from its id alone, which
-                // no other resource shares.
-                let pos = self
-                    .live
-                    .get(&key)
-                    .copied()
-                    .unwrap_or_else(|| mix(TOP ^ ev.id, StringId::MAX, 0));
+                // A resource with no position (its init is not in the trace, or it was
+                // created at a point that does not repeat): nor have its callback's children.
+                let pos = self.live.get(&key).copied().unwrap_or(UNIQUE);
                 let cbs = self.stream(ev.stream);
                 if cbs.frames.len() >= MAX_DEPTH {
                     cbs.frames.remove(0);
@@ -201,8 +213,15 @@ impl Positions {
                 v.len = len;
             }
             v.n = v.n.saturating_add(1);
-        } else if self.votes.len() < MAX_POSITIONS {
-            self.votes.insert(pos, Vote { stack, site, len, n: 1 });
+        } else {
+            if self.votes.len() >= MAX_POSITIONS && !self.pruned {
+                self.votes.retain(|_, v| v.n != 1);
+                // Once pruning frees little, positions that repeat fill the table: keep them.
+                self.pruned = self.votes.len() >= MAX_POSITIONS / 2;
+            }
+            if self.votes.len() < MAX_POSITIONS {
+                self.votes.insert(pos, Vote { stack, site, len, n: 1 });
+            }
         }
     }
 

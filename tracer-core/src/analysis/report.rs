@@ -348,6 +348,9 @@ pub fn write_slow_text(out: &mut impl Write, r: &SlowReport) -> io::Result<()> {
         if c.site_inherited {
             write!(out, " (site of a trigger)")?;
         }
+        if c.site_inferred {
+            write!(out, " (site inferred: no stack taken)")?;
+        }
         if !c.finished {
             write!(out, " unfinished at exit")?;
         }
@@ -436,7 +439,11 @@ pub fn write_requests_text(out: &mut impl Write, r: &RequestReport) -> io::Resul
                 p.type_name,
                 p.id,
                 site(&p.site),
-                if p.site_inherited { " (site of a trigger)" } else { "" }
+                match (p.site_inherited, p.site_inferred) {
+                    (true, _) => " (site of a trigger)",
+                    (false, true) => " (site inferred: no stack taken)",
+                    _ => "",
+                }
             )?;
         }
         for s in &q.segments {

@@ -142,6 +142,10 @@ pub struct Pending {
     pub site: Option<String>,
     /// When its site is not its own: the nearest trigger's with one.
     pub site_inherited: bool,
+    /// Its stack was not taken (the agent's budget): the site is that of the resources
+    /// created at the same point of the program (see [`Context::observe`]).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub site_inferred: bool,
     /// Since when, ms since the trace start.
     pub since_ms: f64,
 }
@@ -628,6 +632,7 @@ impl Requests {
                 type_name: cx.string(l.type_name).to_owned(),
                 site: cx.site_string(site),
                 site_inherited: l.inherited,
+                site_inferred: cx.is_inferred(l.stack),
                 since_ms: super::ms(l.since_ns),
             }
         });

@@ -68,6 +68,10 @@ pub struct SlowCallback {
     /// socket, a request's parser).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub site_inherited: bool,
+    /// Its stack was not taken (the agent's budget): the site is that of the resources
+    /// created at the same point of the program (see [`Context::observe`]).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub site_inferred: bool,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -290,6 +294,7 @@ impl Slow {
                         .and_then(|p| cpu::summarize(&self.cpu, cx, p, 5)),
                     request,
                     site_inherited: e.stack.is_none() && e.inherited.is_some(),
+                    site_inferred: cx.is_inferred(e.stack.or(e.inherited)),
                 }
             })
             .collect();
