@@ -463,6 +463,11 @@
     }
 
     const executionAsyncId = asyncHooks.executionAsyncId;
+    // The resource running now, as the app's records name it: in the v8 promise mode Node no
+    // longer knows when a promise reaction runs, the agent does (`currentPromise`).
+    function currentId() {
+      return currentPromise !== 0 ? currentPromise : executionAsyncId();
+    }
 
     // Writes a note (codes: tracer-core/src/trace/model.rs, `notes`) about resource `id` (0: the
     // thread as a whole), with operands a and b (non-negative integers below 2^53) and an
@@ -512,7 +517,7 @@
         requestNumbers.set(m.response, n);
         const req = m.request;
         // executionAsyncId(): the parser resource whose callback is handling the request.
-        note(REQ_START, executionAsyncId(), n, socketId(m.socket), req.method + ' ' + String(req.url).slice(0, 512));
+        note(REQ_START, currentId(), n, socketId(m.socket), req.method + ' ' + String(req.url).slice(0, 512));
       } catch (_) {
         // The request's row is lost, not the app's request.
       }
@@ -520,7 +525,7 @@
     function onResponseFinish(m) {
       try {
         const n = requestNumbers.get(m.response);
-        if (n !== undefined) note(REQ_FINISH, executionAsyncId(), n, m.response.statusCode >>> 0);
+        if (n !== undefined) note(REQ_FINISH, currentId(), n, m.response.statusCode >>> 0);
       } catch (_) {}
     }
     // An outgoing call starts (`target`: host, or undici's origin without its scheme) and ends
@@ -529,12 +534,12 @@
     function outgoingStart(r, target) {
       const n = nextOutgoing++;
       outgoingNumbers.set(r, n);
-      note(OUT_START, executionAsyncId(), n, 0, r.method + ' ' + target + String(r.path).slice(0, 256));
+      note(OUT_START, currentId(), n, 0, r.method + ' ' + target + String(r.path).slice(0, 256));
     }
     function onOutgoingFinish(m) {
       try {
         const n = outgoingNumbers.get(m.request);
-        if (n !== undefined) note(OUT_FINISH, executionAsyncId(), n, (m.response && m.response.statusCode) >>> 0);
+        if (n !== undefined) note(OUT_FINISH, currentId(), n, (m.response && m.response.statusCode) >>> 0);
       } catch (_) {}
     }
     function onClientStart(m) {
@@ -630,7 +635,172 @@
         }
       },
     };
-    const hook = asyncHooks.createHook(hooks);
+
+    // ===== promises through V8's promise hooks (the `v8` promise mode) =========================
+    // An async_hooks hook that tracks promises costs most of its floor in promise bookkeeping
+    // (a PromiseWrap or id fields per promise, and GC tracking for `destroy`). Where Node can
+    // leave promises out (`trackPromises: false`, Node 24.21, 25.9, 26), the agent follows them
+    // through `v8.promiseHooks` instead and writes the records async_hooks would have: PROMISE
+    // inits, their callbacks, promiseResolve. What is given up: a promise's `destroy` (its
+    // collection). The recorder dates a promise's end instead (tracer-core `ingest`).
+    //
+    // Ids: promises get ids from PROMISE_ID_BASE up (tracer-core `trace::notes`), which async
+    // ids of other resources never reach, so they cannot collide.
+    //
+    // Context: with promises untracked, Node no longer enters a promise's context for its
+    // reactions, so the agent keeps the promise whose reaction runs (`currentPromise`, saved
+    // on `promiseStack` by every before, restored by every after) and uses it where Node would
+    // have: as the execution id of what is created or settled meanwhile, and as the trigger
+    // when Node's trigger is its default (the execution id).
+    const PROMISE_MODE = 37;
+    const PROMISE_ID_BASE = 1e12;
+    const promisesAsked = process.env.ASYNCTRACE_PROMISES || 'auto';
+    let promisesV8 = false;
+    let currentPromise = 0;
+    if (promisesAsked !== 'async-hooks') {
+      promisesV8 = v8PromisesWork();
+      if (!promisesV8 && promisesAsked === 'v8') {
+        say(`thread ${threadId} of pid ${process.pid} records promises through async_hooks: --promises v8 needs async_hooks' trackPromises (Node 24.21, 25.9, 26 or later)`);
+      }
+    }
+    // By behaviour, not version: a hook created with trackPromises false sees no PROMISE init
+    // (Node 22 accepts the option and ignores it). The probe runs before the agent's own hook
+    // is enabled, so nothing of it is recorded.
+    function v8PromisesWork() {
+      try {
+        const ph = require('v8').promiseHooks;
+        if (!ph || typeof ph.createHook !== 'function') return false;
+        let sawPromise = false;
+        const probe = asyncHooks.createHook({
+          init(id, type) {
+            if (type === 'PROMISE') sawPromise = true;
+          },
+          trackPromises: false,
+        });
+        probe.enable();
+        try {
+          Promise.resolve();
+        } finally {
+          probe.disable();
+        }
+        return !sawPromise;
+      } catch (_) {
+        return false;
+      }
+    }
+    // A promise's id lives in a private field, stamped on the promise by the base-class
+    // constructor trick: invisible to the app (no property, no symbol) and as fast as a
+    // property; it goes with the promise, which the agent never holds. A promise that refuses
+    // a field (a runtime where non-extensible objects do) keeps its id in a WeakMap.
+    class Stampable {
+      constructor(o) {
+        return o;
+      }
+    }
+    class PromiseId extends Stampable {
+      #id;
+      constructor(o, id) {
+        super(o);
+        this.#id = id;
+      }
+      static of(o) {
+        return #id in o ? o.#id : 0;
+      }
+    }
+    const refusedIds = new WeakMap();
+    let nextPromiseId = PROMISE_ID_BASE + 1;
+    function stamp(promise) {
+      const id = nextPromiseId++;
+      try {
+        new PromiseId(promise, id);
+      } catch (_) {
+        refusedIds.set(promise, id);
+      }
+      return id;
+    }
+    function promiseId(promise) {
+      const id = PromiseId.of(promise);
+      return id !== 0 ? id : refusedIds.get(promise) || 0;
+    }
+    // As Node's own promise hook does, a promise created before the hook gets its id when it is
+    // first seen (a parent, a callback), and a parent's id is taken before its child's.
+    function knownId(promise) {
+      const id = promiseId(promise);
+      return id !== 0 ? id : stamp(promise);
+    }
+    const promiseStack = [];
+    const promiseHooks = {
+      init(promise, parent) {
+        try {
+          const trigger0 = parent !== undefined ? knownId(parent) : 0;
+          const id = stamp(promise);
+          const t = typeId('PROMISE');
+          if (t === 0) return lost();
+          const exec = currentPromise !== 0 ? currentPromise : executionAsyncId();
+          const s = stacksOff ? 0 : stackId(t, promiseHooks.init);
+          event(INIT + t * 16 + s * B, id, trigger0 !== 0 ? trigger0 : exec, exec, -1);
+        } catch (_) {
+          lost();
+        }
+      },
+      before(promise) {
+        promiseStack.push(currentPromise);
+        try {
+          currentPromise = knownId(promise);
+          event(BEFORE, currentPromise, 0, 0, precise ? preciseNow() : -1);
+        } catch (_) {
+          lost();
+        }
+      },
+      after(promise) {
+        const id = currentPromise;
+        currentPromise = promiseStack.length > 0 ? promiseStack.pop() : 0;
+        try {
+          event(AFTER, id !== 0 ? id : knownId(promise), 0, 0, precise ? preciseNow() : -1);
+        } catch (_) {
+          lost();
+        }
+        if (cpuNext !== 0 && now() >= cpuNext) cpuFlush(false);
+      },
+      settled(promise) {
+        try {
+          event(PROMISE_RESOLVE, knownId(promise), currentPromise !== 0 ? currentPromise : executionAsyncId(), 0, -1);
+        } catch (_) {
+          lost();
+        }
+      },
+    };
+    // The other resources, as `hooks` records them, with the current promise in Node's place;
+    // a callback of theirs inside a reaction (runInAsyncScope) is their context, not the
+    // promise's, until it returns.
+    const otherHooks = {
+      init(id, type, trigger, resource) {
+        if (currentPromise === 0) return hooks.init(id, type, trigger, resource);
+        if (id < firstInit) firstInit = id;
+        try {
+          const t = typeId(type);
+          if (t === 0) return lost();
+          const s = stacksOff ? 0 : stackId(t, otherHooks.init);
+          event(INIT + t * 16 + s * B, id, trigger === executionAsyncId() ? currentPromise : trigger, currentPromise, -1);
+          if (watchT[t] === true) watch(id, type, resource);
+          if (type === 'Timeout') timerNote(id, resource);
+        } catch (_) {
+          lost();
+        }
+      },
+      before(id) {
+        promiseStack.push(currentPromise);
+        currentPromise = 0;
+        hooks.before(id);
+      },
+      after(id) {
+        currentPromise = promiseStack.length > 0 ? promiseStack.pop() : 0;
+        hooks.after(id);
+      },
+      destroy: hooks.destroy,
+      trackPromises: false,
+    };
+    const hook = asyncHooks.createHook(promisesV8 ? otherHooks : hooks);
 
     // ===== CPU samples ==========================================================================
     // V8's sampling profiler, driven through an in-thread inspector session: it runs in every
@@ -847,6 +1017,8 @@
     const metaId = nextStringId++;
     if (room(2) && defineString(metaId, meta)) put(META + metaId * B, 0, 0, 0);
     publish();
+    // Before any event: the recorder reads promise ids and ends by it.
+    note(PROMISE_MODE, 0, promisesV8 ? 1 : 0, 0, undefined);
 
     let finished = false;
     function finish(code) {
@@ -1029,7 +1201,7 @@
           text += `\n${m[1] || ''}\t${file}:${m[3]}:${m[4]}`;
           n++;
         }
-        noteText(WARNING, executionAsyncId(), 0, 0, text.slice(0, 4096));
+        noteText(WARNING, currentId(), 0, 0, text.slice(0, 4096));
         publish();
       } catch (_) {}
     }
@@ -1059,5 +1231,6 @@
 
     setState(1, 0);
     hook.enable();
+    if (promisesV8) require('v8').promiseHooks.createHook(promiseHooks);
   }
 })();

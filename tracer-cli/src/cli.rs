@@ -96,6 +96,12 @@ pub struct RecordArgs {
     /// ran inside each callback. `off` records none.
     #[arg(long, value_enum, default_value_t = Cpu::On)]
     pub cpu: Cpu,
+    /// How promises are followed: `v8` through V8's promise hooks, with async_hooks left to the
+    /// other resources (about a third of the cost; needs Node 24.21, 25.9 or 26; promise
+    /// collection is not seen); `async-hooks` as Node's async_hooks sees them; `auto` (the
+    /// default) `v8` where Node supports it. `asynctrace info` says which each thread used.
+    #[arg(long, value_enum, default_value_t = Promises::Auto)]
+    pub promises: Promises,
     /// Microseconds between CPU samples (default 1000: see BENCHMARKS.md for the cost).
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(50..=1_000_000))]
     pub cpu_interval: u32,
@@ -112,6 +118,25 @@ pub struct RecordArgs {
 pub enum Cpu {
     On,
     Off,
+}
+
+/// How the agent follows promises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Promises {
+    Auto,
+    #[value(name = "async-hooks")]
+    AsyncHooks,
+    V8,
+}
+
+impl Promises {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Promises::Auto => "auto",
+            Promises::AsyncHooks => "async-hooks",
+            Promises::V8 => "v8",
+        }
+    }
 }
 
 /// When the agent captures creation stacks.

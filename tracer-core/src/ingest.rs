@@ -58,6 +58,18 @@ pub struct StreamDecoder {
     unknown: Option<StringId>,
     /// The agent writes a `Meta` record right after the string it names; keep that text.
     last_string: Option<(u64, String)>,
+    /// The thread follows promises through V8's promise hooks ([`notes::PROMISE_MODE`]).
+    v8_promises: bool,
+    /// Its live promises, in that mode: see [`StreamDecoder::promise_ended`].
+    promises: HashMap<u64, LivePromise>,
+}
+
+/// A promise of a `PROMISES_V8` thread, between its init and its end.
+#[derive(Debug, Default, Clone, Copy)]
+struct LivePromise {
+    /// Callbacks of it running now (befores without their after).
+    running: u32,
+    settled: bool,
 }
 
 impl StreamDecoder {
@@ -77,6 +89,8 @@ impl StreamDecoder {
             exit: None,
             unknown: None,
             last_string: None,
+            v8_promises: false,
+            promises: HashMap::new(),
         }
     }
 
@@ -221,6 +235,9 @@ impl StreamDecoder {
                     } else {
                         Some(self.string(string_id, out))
                     };
+                    if code == notes::PROMISE_MODE && id == 0 {
+                        self.v8_promises = a == notes::PROMISES_V8;
+                    }
                     (id, EventKind::Note { code, a, b, text })
                 }
                 Record::Clock { ns } => {
@@ -253,14 +270,60 @@ impl StreamDecoder {
                     continue;
                 }
             };
+            let ended = self.v8_promises && id >= notes::PROMISE_ID_BASE && self.promise_ended(id, &kind);
             out.event(&Event {
                 stream: self.stream,
                 time_ns: self.time_ns,
                 id,
                 kind,
             })?;
+            if ended {
+                out.event(&Event {
+                    stream: self.stream,
+                    time_ns: self.time_ns,
+                    id,
+                    kind: EventKind::Destroy,
+                })?;
+            }
         }
         Ok(())
+    }
+
+    /// Whether promise `id` of a `PROMISES_V8` thread ends with this event, so the recorder
+    /// writes its destroy. V8 reports no collection, and a reader keeps every resource until
+    /// its destroy: without an end, memory would grow with every promise ever made. A promise
+    /// ends once it has settled and no callback of it runs: a reaction runs as a callback of
+    /// the promise it settles (the one `then` made), and settles it inside, or just after
+    /// (resolved with a thenable, after the thenable's callbacks). Never-settled promises
+    /// have no end, so they are still found at the end of the run.
+    fn promise_ended(&mut self, id: u64, kind: &EventKind) -> bool {
+        let ended = match (kind, self.promises.get_mut(&id)) {
+            (EventKind::Init { .. }, _) => {
+                self.promises.insert(id, LivePromise::default());
+                false
+            }
+            (EventKind::Before, Some(p)) => {
+                p.running += 1;
+                false
+            }
+            (EventKind::After, Some(p)) => {
+                p.running = p.running.saturating_sub(1);
+                p.running == 0 && p.settled
+            }
+            (EventKind::PromiseResolve { .. }, Some(p)) => {
+                p.settled = true;
+                p.running == 0
+            }
+            (EventKind::Destroy, Some(_)) => {
+                self.promises.remove(&id);
+                false
+            }
+            _ => false,
+        };
+        if ended {
+            self.promises.remove(&id);
+        }
+        ended
     }
 }
 
@@ -414,6 +477,77 @@ mod tests {
         assert!(items
             .iter()
             .any(|i| matches!(i, Item::String { text, .. } if text == "<unknown>")));
+    }
+
+    /// The events of promises `base + n` written as `pattern` (I init, B before, A after, S
+    /// promiseResolve), one promise after the other, in a thread of the given mode; returns
+    /// each event as (letter, promise number), destroys as 'D'.
+    fn promise_events(v8: bool, patterns: &[&str]) -> Vec<(char, u64)> {
+        let base = notes::PROMISE_ID_BASE;
+        let mut recs = string_records(1, "PROMISE");
+        recs.push(encode(&Record::Note {
+            id: 0,
+            code: notes::PROMISE_MODE,
+            string_id: 0,
+            a: u64::from(v8),
+            b: 0,
+        }));
+        for (n, pattern) in patterns.iter().enumerate() {
+            let id = base + n as u64;
+            for c in pattern.chars() {
+                recs.push(encode(&match c {
+                    'I' => Record::Init {
+                        id,
+                        trigger: 1,
+                        exec: 1,
+                        type_id: 1,
+                        stack_id: 0,
+                    },
+                    'B' => Record::Before { id },
+                    'A' => Record::After { id },
+                    _ => Record::PromiseResolve { id, by: 1 },
+                }));
+            }
+        }
+        let (items, d) = items(&recs, 0);
+        assert_eq!(d.counts().destroy, 0, "ends are not hook events");
+        items
+            .iter()
+            .filter_map(|i| match i {
+                Item::Event(e) if e.id >= base => Some((
+                    match e.kind {
+                        EventKind::Init { .. } => 'I',
+                        EventKind::Before => 'B',
+                        EventKind::After => 'A',
+                        EventKind::Destroy => 'D',
+                        _ => 'S',
+                    },
+                    e.id - base,
+                )),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn letters(evs: &[(char, u64)], n: u64) -> String {
+        evs.iter().filter(|e| e.1 == n).map(|e| e.0).collect()
+    }
+
+    #[test]
+    fn a_v8_mode_promise_ends_once_settled_and_its_callbacks_returned() {
+        let evs = promise_events(true, &["IS", "IBSA", "IBAS", "IBABAS", "I", "IBA"]);
+        assert_eq!(letters(&evs, 0), "ISD");
+        assert_eq!(letters(&evs, 1), "IBSAD");
+        assert_eq!(letters(&evs, 2), "IBASD");
+        assert_eq!(letters(&evs, 3), "IBABASD");
+        assert_eq!(letters(&evs, 4), "I", "never settled: still alive at the end");
+        assert_eq!(letters(&evs, 5), "IBA");
+    }
+
+    #[test]
+    fn async_hooks_mode_promises_end_only_at_their_destroy() {
+        let evs = promise_events(false, &["IS", "IBSA"]);
+        assert!(evs.iter().all(|e| e.0 != 'D'));
     }
 
     proptest! {

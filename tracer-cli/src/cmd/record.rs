@@ -84,6 +84,7 @@ pub fn run_with(args: RecordArgs, watch: Option<Watch>) -> anyhow::Result<ExitCo
         .env("ASYNCTRACE_RING_RECORDS", args.ring_records.to_string())
         .env("ASYNCTRACE_CLOCK_US", args.clock_us.to_string())
         .env("ASYNCTRACE_STACKS", args.stacks.as_str())
+        .env("ASYNCTRACE_PROMISES", args.promises.as_str())
         .env("ASYNCTRACE_CPU_INTERVAL_US", args.cpu_interval_us().to_string());
     if args.precise {
         cmd.env("ASYNCTRACE_PRECISE", "1");

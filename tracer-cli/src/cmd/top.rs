@@ -258,6 +258,7 @@ fn live(args: &TopArgs) -> anyhow::Result<ExitCode> {
         staged: false,
         stacks: args.stacks,
         cpu: Cpu::Off,
+        promises: crate::cli::Promises::Auto,
         cpu_interval: 1000,
         quiet: false,
         command: args.command.clone(),

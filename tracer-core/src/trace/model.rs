@@ -160,6 +160,21 @@ pub mod notes {
     pub const ENDED_VANISHED: u64 = 2;
     /// `ENDED`: still running when `record` stopped (time: the stop).
     pub const ENDED_STOPPED: u64 = 3;
+    /// How the thread's promises were recorded (id 0), written before any event: `a` is one
+    /// of `PROMISES_*`. Traces without it recorded them through async_hooks.
+    pub const PROMISE_MODE: u32 = 37;
+    /// `PROMISE_MODE`: through async_hooks, as Node sees them; a promise's destroy is its
+    /// collection.
+    pub const PROMISES_ASYNC_HOOKS: u64 = 0;
+    /// `PROMISE_MODE`: through V8's promise hooks (async_hooks with `trackPromises: false` for
+    /// the rest). Promise ids start at [`PROMISE_ID_BASE`]; collection is not seen: a
+    /// promise's destroy is written by the recorder when it has settled and no callback of it
+    /// runs (it plays no further part; see `ingest`).
+    pub const PROMISES_V8: u64 = 1;
+    /// The first promise id in a `PROMISES_V8` thread: the agent numbers promises from here up,
+    /// above any async id Node gives the thread's other resources. Why a round decimal: ids
+    /// are shown, and `#1000000000042` reads as promise 42.
+    pub const PROMISE_ID_BASE: u64 = 1_000_000_000_000;
 
     // CPU samples: 64..=95.
 
