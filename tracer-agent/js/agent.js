@@ -774,14 +774,17 @@
     // a callback of theirs inside a reaction (runInAsyncScope) is their context, not the
     // promise's, until it returns.
     const otherHooks = {
+      // Not a call to hooks.init: the stack is cut at the hook Node called, and a frame of
+      // ours in between would take the place of the app's deepest one.
       init(id, type, trigger, resource) {
-        if (currentPromise === 0) return hooks.init(id, type, trigger, resource);
         if (id < firstInit) firstInit = id;
         try {
           const t = typeId(type);
           if (t === 0) return lost();
           const s = stacksOff ? 0 : stackId(t, otherHooks.init);
-          event(INIT + t * 16 + s * B, id, trigger === executionAsyncId() ? currentPromise : trigger, currentPromise, -1);
+          const exec = executionAsyncId();
+          if (currentPromise === 0) event(INIT + t * 16 + s * B, id, trigger, exec, -1);
+          else event(INIT + t * 16 + s * B, id, trigger === exec ? currentPromise : trigger, currentPromise, -1);
           if (watchT[t] === true) watch(id, type, resource);
           if (type === 'Timeout') timerNote(id, resource);
         } catch (_) {

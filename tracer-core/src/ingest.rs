@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::io::{self, Write};
 
+use crate::promise_ends::PromiseEnds;
 use crate::record::{decode, RawRecord, Record, RECORD_SIZE};
 use crate::trace::{notes, Ending, Event, EventKind, StreamId, StringId, TraceWriter};
 
@@ -60,16 +61,9 @@ pub struct StreamDecoder {
     last_string: Option<(u64, String)>,
     /// The thread follows promises through V8's promise hooks ([`notes::PROMISE_MODE`]).
     v8_promises: bool,
-    /// Its live promises, in that mode: see [`StreamDecoder::promise_ended`].
-    promises: HashMap<u64, LivePromise>,
-}
-
-/// A promise of a `PROMISES_V8` thread, between its init and its end.
-#[derive(Debug, Default, Clone, Copy)]
-struct LivePromise {
-    /// Callbacks of it running now (befores without their after).
-    running: u32,
-    settled: bool,
+    /// Its promises in that mode, whose destroys the recorder writes (see `promise_ends`).
+    promises: PromiseEnds,
+    ended: Vec<u64>,
 }
 
 impl StreamDecoder {
@@ -90,7 +84,8 @@ impl StreamDecoder {
             unknown: None,
             last_string: None,
             v8_promises: false,
-            promises: HashMap::new(),
+            promises: PromiseEnds::default(),
+            ended: Vec::new(),
         }
     }
 
@@ -267,63 +262,38 @@ impl StreamDecoder {
                 }
                 Record::Exit { code, seen, dropped } => {
                     self.exit = Some(ExitRecord { code, seen, dropped });
+                    if self.v8_promises {
+                        self.promises.exit(&mut self.ended);
+                        self.write_ends(out)?;
+                    }
                     continue;
                 }
             };
-            let ended = self.v8_promises && id >= notes::PROMISE_ID_BASE && self.promise_ended(id, &kind);
+            if self.v8_promises {
+                self.promises.event(id, &kind, &mut self.ended);
+            }
             out.event(&Event {
                 stream: self.stream,
                 time_ns: self.time_ns,
                 id,
                 kind,
             })?;
-            if ended {
-                out.event(&Event {
-                    stream: self.stream,
-                    time_ns: self.time_ns,
-                    id,
-                    kind: EventKind::Destroy,
-                })?;
-            }
+            self.write_ends(out)?;
         }
         Ok(())
     }
 
-    /// Whether promise `id` of a `PROMISES_V8` thread ends with this event, so the recorder
-    /// writes its destroy. V8 reports no collection, and a reader keeps every resource until
-    /// its destroy: without an end, memory would grow with every promise ever made. A promise
-    /// ends once it has settled and no callback of it runs: a reaction runs as a callback of
-    /// the promise it settles (the one `then` made), and settles it inside, or just after
-    /// (resolved with a thenable, after the thenable's callbacks). Never-settled promises
-    /// have no end, so they are still found at the end of the run.
-    fn promise_ended(&mut self, id: u64, kind: &EventKind) -> bool {
-        let ended = match (kind, self.promises.get_mut(&id)) {
-            (EventKind::Init { .. }, _) => {
-                self.promises.insert(id, LivePromise::default());
-                false
-            }
-            (EventKind::Before, Some(p)) => {
-                p.running += 1;
-                false
-            }
-            (EventKind::After, Some(p)) => {
-                p.running = p.running.saturating_sub(1);
-                p.running == 0 && p.settled
-            }
-            (EventKind::PromiseResolve { .. }, Some(p)) => {
-                p.settled = true;
-                p.running == 0
-            }
-            (EventKind::Destroy, Some(_)) => {
-                self.promises.remove(&id);
-                false
-            }
-            _ => false,
-        };
-        if ended {
-            self.promises.remove(&id);
+    /// The destroys of the promises that just ended (a `PROMISES_V8` thread).
+    fn write_ends<W: Write>(&mut self, out: &mut TraceWriter<W>) -> io::Result<()> {
+        for id in self.ended.drain(..) {
+            out.event(&Event {
+                stream: self.stream,
+                time_ns: self.time_ns,
+                id,
+                kind: EventKind::Destroy,
+            })?;
         }
-        ended
+        Ok(())
     }
 }
 
@@ -509,6 +479,11 @@ mod tests {
                 }));
             }
         }
+        recs.push(encode(&Record::Exit {
+            code: 0,
+            seen: 0,
+            dropped: 0,
+        }));
         let (items, d) = items(&recs, 0);
         assert_eq!(d.counts().destroy, 0, "ends are not hook events");
         items
@@ -534,14 +509,17 @@ mod tests {
     }
 
     #[test]
-    fn a_v8_mode_promise_ends_once_settled_and_its_callbacks_returned() {
-        let evs = promise_events(true, &["IS", "IBSA", "IBAS", "IBABAS", "I", "IBA"]);
+    fn at_exit_a_v8_mode_promise_ends_if_settled_and_no_callback_of_it_runs() {
+        let evs = promise_events(true, &["IS", "IBSA", "IBAS", "IBABAS", "I", "IBA", "IBS"]);
         assert_eq!(letters(&evs, 0), "ISD");
         assert_eq!(letters(&evs, 1), "IBSAD");
         assert_eq!(letters(&evs, 2), "IBASD");
         assert_eq!(letters(&evs, 3), "IBABASD");
         assert_eq!(letters(&evs, 4), "I", "never settled: still alive at the end");
         assert_eq!(letters(&evs, 5), "IBA");
+        assert_eq!(letters(&evs, 6), "IBS", "its callback still runs");
+        let destroys: Vec<_> = evs.iter().filter(|e| e.0 == 'D').collect();
+        assert!(evs.ends_with(&destroys.into_iter().copied().collect::<Vec<_>>()), "all at the exit");
     }
 
     #[test]

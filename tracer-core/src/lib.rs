@@ -15,6 +15,7 @@ pub mod codec;
 pub mod export;
 pub mod ingest;
 pub mod live;
+mod promise_ends;
 pub mod record;
 pub mod recorder;
 pub mod ring;

@@ -44,6 +44,9 @@ pub struct ThreadSummary {
     /// exit, or at the signal that stopped it); null when none was taken.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub held_open: Option<HeldOpen>,
+    /// How its promises were recorded: `async-hooks` (their destroy is their collection) or
+    /// `v8` (V8's promise hooks: their destroy is their end, collection is not seen).
+    pub promises: &'static str,
 }
 
 /// The handles and timers a snapshot found open (`leaks` names them).
@@ -143,6 +146,7 @@ struct StreamAcc {
     listing: Vec<Listed>,
     /// The last complete snapshot: why it was taken, and what it listed.
     held: Option<(u64, Vec<Listed>)>,
+    v8_promises: bool,
 }
 
 /// Reads the whole trace once and summarises it.
@@ -202,6 +206,7 @@ pub fn summarize<R: Read>(mut reader: TraceReader<R>) -> Result<TraceSummary, Tr
                         end: None,
                         listing: Vec::new(),
                         held: None,
+                        v8_promises: false,
                     },
                 );
             }
@@ -306,6 +311,7 @@ pub fn summarize<R: Read>(mut reader: TraceReader<R>) -> Result<TraceSummary, Tr
             invalid_ids: s.invalid_ids,
             types: thread_types,
             exit,
+            promises: if s.v8_promises { "v8" } else { "async-hooks" },
         });
     }
     let warnings = warnings
@@ -349,6 +355,7 @@ fn note(
     let Some(s) = streams.get_mut(&ev.stream) else { return };
     match code {
         notes::ALIVE => s.listing.push((a, b, text)),
+        notes::PROMISE_MODE => s.v8_promises = a == notes::PROMISES_V8,
         notes::SNAPSHOT => {
             let list = std::mem::take(&mut s.listing);
             if list.len() as u64 == b {

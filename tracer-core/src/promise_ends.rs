@@ -1,0 +1,209 @@
+//! When a promise of a `PROMISES_V8` thread ends, since V8 reports no collection.
+//!
+//! Every reader keeps a resource until its destroy, so without ends memory would grow with
+//! every promise ever made. Ending a promise as soon as it settles would be too early: a
+//! settled promise still matters while something reacts to it (`await p` on a settled `p`
+//! makes a child whose trigger is `p`; the child's wait is explained by `p`'s settlement, and
+//! the child belongs to whatever request `p` belonged to). Under async_hooks such a promise
+//! cannot be collected either, since the app still holds it.
+//!
+//! So a promise ends once it has settled, no callback of it runs, and nothing has used it
+//! (its own events, a child or a resource created with it as trigger or context, a
+//! settlement it made) for [`IDLE_WINDOW`] events of its thread; or when its thread exits.
+//! Counted in events, not time, so the same run gives the same trace. Never-settled promises
+//! have no end: they are still found at the end of the run. The cost is bounded: promises
+//! idle for less than the window, and one queue entry per use within it.
+
+use std::collections::VecDeque;
+
+use crate::analysis::FxMap;
+use crate::trace::{notes, EventKind};
+
+/// Events of its thread an unused settled promise outlives. Why this many: the reactions to a
+/// settlement run within the same microtask checkpoint, normally thousands of events at most,
+/// and the analyses' caches of ended resources hold about as many.
+pub const IDLE_WINDOW: u64 = 1 << 17;
+
+/// Not in the idle queue (pending, or a callback of it running).
+const BUSY: u64 = u64::MAX;
+
+#[derive(Debug, Clone, Copy)]
+struct LivePromise {
+    /// Callbacks of it running now (befores without their after).
+    running: u32,
+    settled: bool,
+    /// The event count at its last use while idle, or [`BUSY`].
+    idle_since: u64,
+}
+
+/// The promises of one thread between their init and their end.
+#[derive(Debug, Default)]
+pub struct PromiseEnds {
+    live: FxMap<u64, LivePromise>,
+    /// (promise, event count at its use); an entry is stale once the promise was used again.
+    idle: VecDeque<(u64, u64)>,
+    seq: u64,
+}
+
+fn is_promise(id: u64) -> bool {
+    id >= notes::PROMISE_ID_BASE
+}
+
+impl PromiseEnds {
+    /// Feeds one event of the thread (resource `id`); pushes onto `ended` the promises whose
+    /// end falls here (their destroys belong right after this event).
+    pub fn event(&mut self, id: u64, kind: &EventKind, ended: &mut Vec<u64>) {
+        self.seq += 1;
+        match *kind {
+            EventKind::Init { trigger, exec, .. } => {
+                self.used(trigger);
+                self.used(exec);
+                if is_promise(id) {
+                    self.live.insert(
+                        id,
+                        LivePromise {
+                            running: 0,
+                            settled: false,
+                            idle_since: BUSY,
+                        },
+                    );
+                }
+            }
+            EventKind::Before => {
+                if let Some(p) = self.live.get_mut(&id) {
+                    p.running += 1;
+                    p.idle_since = BUSY;
+                }
+            }
+            EventKind::After => {
+                if let Some(p) = self.live.get_mut(&id) {
+                    p.running = p.running.saturating_sub(1);
+                }
+                self.maybe_idle(id);
+            }
+            EventKind::PromiseResolve { by } => {
+                self.used(by);
+                if let Some(p) = self.live.get_mut(&id) {
+                    p.settled = true;
+                }
+                self.maybe_idle(id);
+            }
+            EventKind::Destroy => {
+                self.live.remove(&id);
+            }
+            EventKind::Label { .. } | EventKind::Note { .. } => self.used(id),
+        }
+        while let Some(&(p, at)) = self.idle.front() {
+            if at + IDLE_WINDOW > self.seq {
+                break;
+            }
+            self.idle.pop_front();
+            if self.live.get(&p).is_some_and(|l| l.idle_since == at) {
+                self.live.remove(&p);
+                ended.push(p);
+            }
+        }
+    }
+
+    /// The thread exits: every settled promise with no callback running ends now (in id
+    /// order).
+    pub fn exit(&mut self, ended: &mut Vec<u64>) {
+        let start = ended.len();
+        self.live.retain(|&id, p| {
+            let idle = p.idle_since != BUSY;
+            if idle {
+                ended.push(id);
+            }
+            !idle
+        });
+        ended[start..].sort_unstable();
+        self.idle.clear();
+    }
+
+    fn maybe_idle(&mut self, id: u64) {
+        if let Some(p) = self.live.get_mut(&id) {
+            if p.settled && p.running == 0 {
+                p.idle_since = self.seq;
+                self.idle.push_back((id, self.seq));
+            }
+        }
+    }
+
+    fn used(&mut self, id: u64) {
+        if !is_promise(id) {
+            return;
+        }
+        if let Some(p) = self.live.get_mut(&id) {
+            if p.idle_since != BUSY {
+                p.idle_since = self.seq;
+                self.idle.push_back((id, self.seq));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const P: u64 = notes::PROMISE_ID_BASE;
+
+    fn init(trigger: u64) -> EventKind {
+        EventKind::Init {
+            type_name: 1,
+            trigger,
+            exec: 1,
+            stack: None,
+        }
+    }
+
+    /// Feeds (id, kind) pairs, then `filler` unrelated events; returns what ended, and when
+    /// (the index of the event it followed).
+    fn run(events: &[(u64, EventKind)], filler: u64) -> Vec<(u64, usize)> {
+        let mut ends = PromiseEnds::default();
+        let mut out = Vec::new();
+        let mut ended = Vec::new();
+        let filler_ev = (7, EventKind::Before);
+        let all = events.iter().cloned().chain((0..filler).map(|_| filler_ev));
+        for (i, (id, kind)) in all.enumerate() {
+            ends.event(id, &kind, &mut ended);
+            out.extend(ended.drain(..).map(|p| (p, i)));
+        }
+        out
+    }
+
+    #[test]
+    fn a_settled_promise_ends_a_window_after_its_last_use() {
+        let evs = [
+            (P, init(1)),
+            (P, EventKind::PromiseResolve { by: 1 }),
+            (P + 1, init(P)),
+            (P + 1, EventKind::Before),
+            (P + 1, EventKind::PromiseResolve { by: P + 1 }),
+            (P + 1, EventKind::After),
+        ];
+        let ends = run(&evs, IDLE_WINDOW + 10);
+        // P was last used by its child's init (event 2), P + 1 by its after (event 5).
+        assert_eq!(ends, vec![(P, 2 + IDLE_WINDOW as usize), (P + 1, 5 + IDLE_WINDOW as usize)]);
+    }
+
+    #[test]
+    fn pending_and_running_promises_never_end() {
+        let evs = [(P, init(1)), (P + 1, init(1)), (P + 1, EventKind::Before)];
+        assert!(run(&evs, 3 * IDLE_WINDOW).is_empty());
+    }
+
+    #[test]
+    fn exit_ends_the_settled_ones_only() {
+        let mut ends = PromiseEnds::default();
+        let mut ended = Vec::new();
+        ends.event(P + 2, &init(1), &mut ended);
+        ends.event(P + 2, &EventKind::PromiseResolve { by: 0 }, &mut ended);
+        ends.event(P, &init(1), &mut ended);
+        ends.event(P, &EventKind::PromiseResolve { by: 0 }, &mut ended);
+        ends.event(P + 1, &init(1), &mut ended);
+        assert!(ended.is_empty());
+        ends.exit(&mut ended);
+        assert_eq!(ended, vec![P, P + 2]);
+    }
+}
