@@ -8,6 +8,12 @@
 //   node scripts/bench.js --budgets 5000/200,1000/100
 //     (adds `record` variants with those creation-stack budgets: stacks at once / per second,
 //     per type; the default's cost is read in the "x stacks off" column)
+//   node scripts/bench.js --promise-modes --node /path/to/node24
+//     (only the promise modes: no hook, the empty hook, and `record --promises async-hooks`
+//     against `record --promises v8`, each with stacks off and auto; `record --promises v8`
+//     falls back to async-hooks on a Node without async_hooks' trackPromises)
+//   ASYNCTRACE_BENCH_BIN=/elsewhere/release/asynctrace node scripts/bench.js
+//     (the binary to measure, when cargo builds into another target directory)
 //
 // For each workload (scripts/bench-workloads) it runs, interleaved round by round so machine
 // noise hits every variant alike: no hook, an empty hook with all five callbacks (the floor any
@@ -21,7 +27,7 @@ const os = require('os');
 const path = require('path');
 
 const root = path.resolve(__dirname, '..');
-const bin = path.join(root, 'target/release/asynctrace');
+const bin = process.env.ASYNCTRACE_BENCH_BIN || path.join(root, 'target/release/asynctrace');
 const args = process.argv.slice(2);
 const opt = (name, dflt) => {
   const i = args.indexOf(name);
@@ -55,6 +61,15 @@ const variants = [
   // Every stack, for the cost of site capture; slow, so only on the promise workload.
   { name: 'record, stacks on', record: ['--stacks', 'on'], only: 'promises' },
 ];
+if (args.includes('--promise-modes')) {
+  variants.splice(2);
+  for (const mode of ['async-hooks', 'v8']) {
+    variants.push({ name: `record --promises ${mode}, stacks off`, record: ['--promises', mode, '--stacks', 'off'] });
+    variants.push({ name: `record --promises ${mode} (stacks auto, CPU samples on)`, record: ['--promises', mode] });
+  }
+}
+// The column "× stacks off" compares with this variant.
+const offName = variants.some((v) => v.name === 'record, stacks off') ? 'record, stacks off' : 'record --promises v8, stacks off';
 for (const b of (opt('--budgets', '') || '').split(',').filter(Boolean)) {
   const [burst, rate] = b.split('/');
   variants.push({
@@ -113,7 +128,7 @@ for (const w of workloads) {
     for (const v of variants) if (!v.only || v.only === w.name) results.get(v.name).push(run(w, v, r));
   }
   const floorRuns = results.get('empty hook').map((x) => x.ms);
-  const offRuns = results.get('record, stacks off').map((x) => x.ms);
+  const offRuns = results.get(offName).map((x) => x.ms);
   out.push(`### ${w.name}`);
   out.push('');
   out.push('| variant | median ms | min–max ms | × empty hook (median of per-round ratios) | × stacks off (same) | wall ms (median) | events | events/s | ns/event over floor (median of per-round differences) | dropped | trace bytes/event |');
