@@ -37,6 +37,8 @@ pub enum BlockKind {
     StreamEnd = 6,
     /// Empty payload; the recording finished cleanly. Nothing may follow it.
     End = 7,
+    /// Events of one stream with two id ranges (format 4), see `events.rs`.
+    Events2 = 8,
 }
 
 impl BlockKind {
@@ -49,6 +51,7 @@ impl BlockKind {
             5 => BlockKind::Events,
             6 => BlockKind::StreamEnd,
             7 => BlockKind::End,
+            8 => BlockKind::Events2,
             _ => return None,
         })
     }

@@ -19,8 +19,17 @@
 //! Why this shape: ids of consecutive events are usually within ±3 and the agent's clock ticks
 //! every ~50 µs, so most events repeat or advance the time by one tick. A before, after,
 //! destroy or promiseResolve is then one byte, and an init about five.
+//!
+//! Two id ranges ([`BlockKind::Events2`](super::block::BlockKind), trace format 4): a thread
+//! recorded with V8's promise hooks numbers its promises from
+//! [`notes::PROMISE_ID_BASE`](super::notes::PROMISE_ID_BASE) up, far from its other ids, and
+//! alternates between the two. So every varint id delta and the trigger, exec and `by`
+//! operands carry one more bit (the lowest): 0, the delta is from the usual reference (the
+//! previous id; the id; the trigger); 1, from the last id of the other range than that
+//! reference's. A switch between ranges then costs a byte or two, not six. Blocks of kind
+//! `Events` (format 3 and older) have no such bit.
 
-use super::model::{Event, EventKind, StreamId};
+use super::model::{notes, Event, EventKind, StreamId};
 use super::varint::{put_u64, unzigzag, zigzag, Cursor};
 
 const KIND_INIT: u8 = 0;
@@ -57,6 +66,36 @@ const SIMPLE: [Option<EventKind>; 8] = [
 const ID_INLINE_MAX: u64 = 6;
 const ID_VARINT: u8 = 7;
 
+/// The last id seen in each of the two id ranges (see the module docs).
+#[derive(Debug, Clone, Copy, Default)]
+struct Ranges {
+    last: [u64; 2],
+}
+
+fn range(id: u64) -> usize {
+    usize::from(id >= notes::PROMISE_ID_BASE)
+}
+
+impl Ranges {
+    /// The encoded operand for `x`, relative to `reference`.
+    fn encode(&self, x: u64, reference: u64) -> u64 {
+        if range(x) == range(reference) {
+            zigzag(x.wrapping_sub(reference) as i64) << 1
+        } else {
+            (zigzag(x.wrapping_sub(self.last[range(x)]) as i64) << 1) | 1
+        }
+    }
+
+    fn decode(&self, v: u64, reference: u64) -> u64 {
+        let from = if v & 1 == 0 { reference } else { self.last[1 - range(reference)] };
+        from.wrapping_add(unzigzag(v >> 1) as u64)
+    }
+
+    fn saw(&mut self, id: u64) {
+        self.last[range(id)] = id;
+    }
+}
+
 /// Accumulates one stream's events for its next block.
 #[derive(Debug)]
 pub struct EventEncoder {
@@ -65,6 +104,7 @@ pub struct EventEncoder {
     prev_id: u64,
     prev_time: u64,
     tick: u64,
+    ranges: Ranges,
 }
 
 impl EventEncoder {
@@ -75,6 +115,7 @@ impl EventEncoder {
             prev_id: 0,
             prev_time: 0,
             tick: tick.max(1),
+            ranges: Ranges::default(),
         }
     }
 
@@ -117,6 +158,7 @@ impl EventEncoder {
         } else {
             ID_VARINT
         };
+        let r = self.ranges;
         self.buf.push(kind | (time_code << 3) | (id_code << 5));
         match time_code {
             TIME_TICKS => put_u64(&mut self.buf, dt / self.tick),
@@ -124,8 +166,10 @@ impl EventEncoder {
             _ => {}
         }
         if id_code == ID_VARINT {
-            put_u64(&mut self.buf, id_delta);
+            put_u64(&mut self.buf, r.encode(ev.id, self.prev_id));
         }
+        self.ranges.saw(ev.id);
+        let r = self.ranges;
         if operands {
             match ev.kind {
                 EventKind::Init {
@@ -135,12 +179,12 @@ impl EventEncoder {
                     stack,
                 } => {
                     put_u64(&mut self.buf, u64::from(type_name));
-                    put_u64(&mut self.buf, zigzag(trigger.wrapping_sub(ev.id) as i64));
-                    put_u64(&mut self.buf, zigzag(exec.wrapping_sub(trigger) as i64));
+                    put_u64(&mut self.buf, r.encode(trigger, ev.id));
+                    put_u64(&mut self.buf, r.encode(exec, trigger));
                     put_u64(&mut self.buf, stack.map_or(0, |s| u64::from(s) + 1));
                 }
                 EventKind::Label { text } => put_u64(&mut self.buf, u64::from(text)),
-                EventKind::PromiseResolve { by } => put_u64(&mut self.buf, zigzag(by.wrapping_sub(ev.id) as i64)),
+                EventKind::PromiseResolve { by } => put_u64(&mut self.buf, r.encode(by, ev.id)),
                 EventKind::Note { code, a, b, text } => {
                     put_u64(&mut self.buf, u64::from(code));
                     put_u64(&mut self.buf, a);
@@ -174,6 +218,7 @@ impl EventEncoder {
         self.count = 0;
         self.prev_id = 0;
         self.prev_time = 0;
+        self.ranges = Ranges::default();
     }
 
     /// Drops the buffer of a stream that has ended.
@@ -183,9 +228,10 @@ impl EventEncoder {
     }
 }
 
-/// Decodes an events payload into `out` (cleared first) and returns its stream id.
-/// Allocates only when `out` must grow.
-pub fn decode(payload: &[u8], out: &mut Vec<Event>) -> Result<StreamId, &'static str> {
+/// Decodes an events payload into `out` (cleared first) and returns its stream id; `ranges`:
+/// the payload is of an `Events2` block (see the module docs). Allocates only when `out`
+/// must grow.
+pub fn decode(payload: &[u8], ranges: bool, out: &mut Vec<Event>) -> Result<StreamId, &'static str> {
     out.clear();
     let mut cur = Cursor::new(payload);
     let stream = cur.u32().ok_or("bad events header (stream)")?;
@@ -198,6 +244,15 @@ pub fn decode(payload: &[u8], out: &mut Vec<Event>) -> Result<StreamId, &'static
     }
     out.reserve((count as usize).min(MAX_EVENTS_PER_BLOCK));
     let (mut id, mut time) = (0u64, 0u64);
+    let mut r = Ranges::default();
+    // Operands as format 3 wrote them: a plain zigzag delta.
+    let operand = |r: &Ranges, v: u64, reference: u64| {
+        if ranges {
+            r.decode(v, reference)
+        } else {
+            reference.wrapping_add(unzigzag(v) as u64)
+        }
+    };
     for _ in 0..count {
         let tag = cur.u8().ok_or("events block ends inside an event")?;
         let time_code = (tag >> 3) & 3;
@@ -212,17 +267,17 @@ pub fn decode(payload: &[u8], out: &mut Vec<Event>) -> Result<StreamId, &'static
             time = time.wrapping_add(cur.i64().ok_or("bad time delta")? as u64);
         }
         let id_code = tag >> 5;
-        let delta = if id_code != ID_VARINT {
-            u64::from(id_code)
+        id = if id_code != ID_VARINT {
+            id.wrapping_add(unzigzag(u64::from(id_code)) as u64)
         } else {
-            cur.u64().ok_or("bad id delta")?
+            operand(&r, cur.u64().ok_or("bad id delta")?, id)
         };
-        id = id.wrapping_add(unzigzag(delta) as u64);
+        r.saw(id);
         let kind = match tag & 7 {
             KIND_INIT => {
                 let type_name = cur.u32().ok_or("bad init type name")?;
-                let trigger = id.wrapping_add(cur.i64().ok_or("bad init trigger")? as u64);
-                let exec = trigger.wrapping_add(cur.i64().ok_or("bad init exec")? as u64);
+                let trigger = operand(&r, cur.u64().ok_or("bad init trigger")?, id);
+                let exec = operand(&r, cur.u64().ok_or("bad init exec")?, trigger);
                 let stack = match cur.u64().ok_or("bad init stack")? {
                     0 => None,
                     s => Some(u32::try_from(s - 1).map_err(|_| "bad init stack")?),
@@ -238,7 +293,7 @@ pub fn decode(payload: &[u8], out: &mut Vec<Event>) -> Result<StreamId, &'static
                 text: cur.u32().ok_or("bad label text")?,
             },
             KIND_RESOLVE_BY => EventKind::PromiseResolve {
-                by: id.wrapping_add(cur.i64().ok_or("bad resolve context")? as u64),
+                by: operand(&r, cur.u64().ok_or("bad resolve context")?, id),
             },
             KIND_NOTE => {
                 let code = cur.u32().ok_or("bad note code")?;
@@ -263,4 +318,56 @@ pub fn decode(payload: &[u8], out: &mut Vec<Event>) -> Result<StreamId, &'static
         return Err("unexpected bytes after the last event");
     }
     Ok(stream)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one(payload: &[u8], ranges: bool) -> Event {
+        let mut out = Vec::new();
+        decode(payload, ranges, &mut out).unwrap();
+        assert_eq!(out.len(), 1);
+        out[0]
+    }
+
+    #[test]
+    fn format_3_blocks_still_decode() {
+        // Stream 0, 1 event, tick 1; an init of id 5 (varint zigzag 10), type 0, trigger 1
+        // (zigzag of -4: 7), exec 1 (0), no stack.
+        let payload = [0, 1, 1, KIND_INIT | (ID_VARINT << 5), 10, 0, 7, 0, 0];
+        let ev = one(&payload, false);
+        assert_eq!(ev.id, 5);
+        assert!(matches!(ev.kind, EventKind::Init { trigger: 1, exec: 1, .. }));
+    }
+
+    #[test]
+    fn switching_between_id_ranges_costs_a_byte_or_two() {
+        let p = notes::PROMISE_ID_BASE;
+        let mut enc = EventEncoder::new(1);
+        let ev = |id, kind| Event {
+            stream: 0,
+            time_ns: 0,
+            id,
+            kind,
+        };
+        let init = |trigger, exec| EventKind::Init {
+            type_name: 1,
+            trigger,
+            exec,
+            stack: None,
+        };
+        let evs = [ev(p + 1, init(1, 1)), ev(20, init(19, 19)), ev(p + 2, init(p + 1, 20)), ev(21, init(20, p + 2))];
+        enc.push(&evs[0]);
+        enc.push(&evs[1]);
+        let before = enc.len();
+        enc.push(&evs[2]);
+        enc.push(&evs[3]);
+        assert!(enc.len() - before <= 12, "two inits across ranges took {} bytes", enc.len() - before);
+        let mut payload = enc.header(0);
+        payload.extend_from_slice(enc.body());
+        let mut out = Vec::new();
+        decode(&payload, true, &mut out).unwrap();
+        assert_eq!(out, evs);
+    }
 }

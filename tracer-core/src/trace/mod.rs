@@ -58,4 +58,6 @@ pub const MAGIC: [u8; 8] = *b"\x89ATRACE\n";
 /// - 2: a stream can end as [`Ending::Terminated`] (`worker.terminate()`).
 /// - 3: events may be [`EventKind::Note`]s, and a promiseResolve may say which resource
 ///   settled the promise (`by`).
-pub const TRACE_FORMAT_VERSION: u32 = 3;
+/// - 4: events blocks of kind `Events2`, whose ids may come from two ranges (promises of a
+///   thread recorded with V8's promise hooks, and the rest; see `events.rs`).
+pub const TRACE_FORMAT_VERSION: u32 = 4;

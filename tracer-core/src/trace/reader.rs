@@ -214,10 +214,11 @@ impl<R: Read> TraceReader<R> {
         self.offset += len;
         let bad = |what: String| corrupt(offset, what);
         match kind {
-            BlockKind::Events => {
+            BlockKind::Events | BlockKind::Events2 => {
                 self.events.clear();
                 self.next_event = 0;
-                let stream = events::decode(&self.payload, &mut self.events).map_err(|w| bad(w.into()))?;
+                let ranges = kind == BlockKind::Events2;
+                let stream = events::decode(&self.payload, ranges, &mut self.events).map_err(|w| bad(w.into()))?;
                 self.check_live(stream).map_err(bad)?;
             }
             BlockKind::Strings => self.read_strings().map_err(|w| bad(w.into()))?,

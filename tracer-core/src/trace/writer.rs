@@ -204,7 +204,7 @@ impl<W: Write> TraceWriter<W> {
         };
         let header = state.enc.header(stream);
         let parts: [&[u8]; 2] = [&header, state.enc.body()];
-        self.bytes_written += write_block(&mut self.out, &mut self.frame, BlockKind::Events, &parts)?;
+        self.bytes_written += write_block(&mut self.out, &mut self.frame, BlockKind::Events2, &parts)?;
         self.events_written += u64::from(state.enc.count());
         state.enc.reset();
         Ok(())
