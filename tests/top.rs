@@ -193,6 +193,28 @@ fn replay_shows_the_fixture_sites_filters_sorts_and_quits_restoring_the_terminal
         "{s}"
     );
 
+    // The export request that never gets its reply: a warning, and in the requests view it
+    // is open, with where it waits.
+    assert!(s.lines().any(|l| l.contains("request GET /export?format=csv #")), "{s}");
+    t.keys(&["R"]);
+    let s = t.wait_still("the requests", |s| {
+        s.contains("Requests:") && s.contains("Latest closed")
+    });
+    let open = s.lines().position(|l| l.contains("Open now")).unwrap_or(usize::MAX);
+    let closed = s.lines().position(|l| l.contains("Latest closed")).unwrap_or(0);
+    let export = s.lines().position(|l| l.contains("GET /export?format=csv"));
+    assert!(export.is_some_and(|e| e > open && e < closed), "{s}");
+    let line = s.lines().nth(export.unwrap()).unwrap();
+    assert!(
+        line.contains("PROMISE at ") && line.contains("top-shop/lib/exports.js:10:"),
+        "{line}"
+    );
+    assert!(s.contains("1 open ·"), "{s}");
+    assert!(
+        s.lines().any(|l| l.contains("GET /cart/") && l.contains(" 200 ")),
+        "{s}"
+    );
+
     // Details of the top row, then back.
     t.keys(&["r", "Enter"]);
     t.wait_still("the details", |s| {

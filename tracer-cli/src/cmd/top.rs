@@ -39,6 +39,7 @@ pub fn options(args: &TopArgs) -> LiveOptions {
     let mut o = LiveOptions {
         blocking_ns: (args.blocking_ms * 1e6) as u64,
         unsettled_ns: (args.unsettled_s * 1e9) as u64,
+        request_ns: (args.request_s * 1e9) as u64,
         retain_ns: (args.retain_s * 1e9) as u64,
         ..Default::default()
     };
@@ -48,6 +49,7 @@ pub fn options(args: &TopArgs) -> LiveOptions {
             Allowed::Unsettled => o.allow.unsettled = true,
             Allowed::Growing => o.allow.growing = true,
             Allowed::TimerLoop => o.allow.timer_loop = true,
+            Allowed::SlowRequest => o.allow.slow_request = true,
         }
     }
     o
@@ -271,8 +273,11 @@ fn live(args: &TopArgs) -> anyhow::Result<ExitCode> {
         ..Default::default()
     };
     let fps = args.fps;
+    // The trace's clock starts when `record` starts, a moment after this: ages read from
+    // this origin are at most that moment too long.
+    let origin_ns = crate::cmd::record::monotonic_ns();
     let ui = Box::new(move |child: &mut Child| -> anyhow::Result<()> {
-        let outcome = watch(child, state, &rx, fps)?;
+        let outcome = watch(child, state, &rx, fps, origin_ns)?;
         if rx.skipped() > 0 {
             say!(
                 "asynctrace: the live view skipped {} events to keep up (the trace has every one)",
@@ -310,7 +315,7 @@ enum Outcome {
 }
 
 /// Runs the UI until the app exits or the user leaves.
-fn watch(child: &mut Child, state: LiveState, rx: &TapReceiver, fps: f64) -> anyhow::Result<Outcome> {
+fn watch(child: &mut Child, state: LiveState, rx: &TapReceiver, fps: f64, origin_ns: u64) -> anyhow::Result<Outcome> {
     let mut app = App::new(
         state,
         Clock {
@@ -334,6 +339,9 @@ fn watch(child: &mut Child, state: LiveState, rx: &TapReceiver, fps: f64) -> any
             }
         }
         app.skipped = rx.skipped();
+        // A quiet (or hung) app records nothing, yet its requests and promises keep ageing.
+        app.state
+            .advance_clock(crate::cmd::record::monotonic_ns().saturating_sub(origin_ns));
         if child.try_wait().context("waiting for the app")?.is_some() {
             return Ok(Outcome::Exited);
         }

@@ -223,7 +223,10 @@ impl Bubbles {
             limit: 50,
         };
         // Requests whose waits are placed in the view: unfinished and slowest first.
-        let req_opts = RequestOptions { limit: 500 };
+        let req_opts = RequestOptions {
+            limit: 500,
+            ..Default::default()
+        };
         (
             Leaks::new(LeakOptions::default()),
             Slow::new(slow_opts),

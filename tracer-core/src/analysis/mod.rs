@@ -82,8 +82,8 @@ pub(crate) use lifecycle::FxMap;
 pub use lifecycle::{ChainLink, Key, Lifecycle, Resource, Step};
 pub use report::{ms, write_leaks_text, write_requests_text, write_slow_text, write_tree_text, TextOptions};
 pub use requests::{
-    Blocked, Job, Named, Pending, Request, RequestOptions, RequestReport, RequestState, Requests, RouteStats, Segment,
-    WaitCause,
+    Blocked, Job, Named, OpenRequest, Pending, Request, RequestOptions, RequestReport, RequestState, Requests,
+    RequestsNow, RouteStats, Segment, WaitCause,
 };
 pub use slow::{Slow, SlowCallback, SlowOptions, SlowReport};
 pub use tree::{Tree, TreeNode, TreeOptions, TreeReport, TreeStream};

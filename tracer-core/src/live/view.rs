@@ -84,13 +84,14 @@ pub enum WarningKind {
     Unsettled,
     Growing,
     TimerLoop,
+    SlowRequest,
 }
 
-/// One warning, about one row.
+/// One warning, about one row (or, for requests, none).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Warning {
     pub kind: WarningKind,
-    pub row: RowId,
+    pub row: Option<RowId>,
     pub text: String,
 }
 
@@ -217,7 +218,7 @@ impl LiveState {
             if !allow.blocking && r.blocking > 0 {
                 warnings.push(Warning {
                     kind: WarningKind::Blocking,
-                    row: i,
+                    row: Some(i),
                     text: format!(
                         "{} callback(s) of {} blocked the loop over {}; longest {}",
                         r.blocking,
@@ -230,7 +231,7 @@ impl LiveState {
             if !allow.unsettled && unsettled[i as usize] > 0 {
                 warnings.push(Warning {
                     kind: WarningKind::Unsettled,
-                    row: i,
+                    row: Some(i),
                     text: format!(
                         "{} promise(s) of {} pending for over {}",
                         unsettled[i as usize],
@@ -242,7 +243,7 @@ impl LiveState {
             if !allow.growing && r.growing(self.opts.growth) {
                 warnings.push(Warning {
                     kind: WarningKind::Growing,
-                    row: i,
+                    row: Some(i),
                     text: format!("{} keeps growing: {} live", name(), r.live),
                 });
             }
@@ -252,10 +253,13 @@ impl LiveState {
             if !allow.timer_loop && r.site.is_some() && per_s > self.opts.timer_loop_per_s {
                 warnings.push(Warning {
                     kind: WarningKind::TimerLoop,
-                    row: i,
+                    row: Some(i),
                     text: format!("{} re-arms itself {per_s:.0} times/s", name()),
                 });
             }
+        }
+        if !allow.slow_request {
+            self.request_warning(filter.stream, &mut warnings);
         }
         warnings.sort_by_key(|w| (w.kind, w.row));
 
@@ -264,6 +268,47 @@ impl LiveState {
             rows,
             warnings,
         }
+    }
+
+    /// Requests open for longer than the threshold: how many, and the oldest by name.
+    fn request_warning(&self, stream: Option<StreamId>, out: &mut Vec<Warning>) {
+        let horizon = self.now_ns.saturating_sub(self.opts.request_ns);
+        if self.now_ns < self.opts.request_ns {
+            return;
+        }
+        let over: Vec<_> = self
+            .requests
+            .open_requests()
+            .filter(|r| r.start_ns < horizon && stream.is_none_or(|s| s == r.stream))
+            .collect();
+        let Some(oldest) = over.iter().min_by_key(|r| r.start_ns) else {
+            return;
+        };
+        let name = oldest
+            .label
+            .map_or_else(|| "a request".to_owned(), |l| self.cx.string(l).to_owned());
+        let thread = self.cx.stream(oldest.stream).thread;
+        let text = if over.len() == 1 {
+            format!(
+                "request {name} #{} (thread {thread}) open for {} (over {}); see the requests view",
+                oldest.number,
+                fmt_ns(self.now_ns.saturating_sub(oldest.start_ns)),
+                fmt_ns(self.opts.request_ns)
+            )
+        } else {
+            format!(
+                "{} requests open for over {}; the oldest, {name} #{} (thread {thread}), for {}; see the requests view",
+                over.len(),
+                fmt_ns(self.opts.request_ns),
+                oldest.number,
+                fmt_ns(self.now_ns.saturating_sub(oldest.start_ns))
+            )
+        };
+        out.push(Warning {
+            kind: WarningKind::SlowRequest,
+            row: None,
+            text,
+        });
     }
 
     /// `Type at site (pid/thread)`.
