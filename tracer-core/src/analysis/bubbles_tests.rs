@@ -128,12 +128,20 @@ fn the_same_code_under_different_node_core_parents_is_one_bubble() {
     let holding: Vec<_> = v
         .bubbles
         .iter()
-        .filter(|b| b.aggregates.iter().any(|a| a.site.as_deref() == Some("lib/handler.js:6:26")))
+        .filter(|b| {
+            b.aggregates
+                .iter()
+                .any(|a| a.site.as_deref() == Some("lib/handler.js:6:26"))
+        })
         .collect();
     assert_eq!(holding.len(), 1, "{v:#?}");
     let handler = holding[0];
     assert_eq!(handler.resources, 2);
     assert_eq!(handler.aggregates.len(), 2, "one aggregate per parent: {handler:#?}");
-    let into: Vec<_> = v.links.iter().filter(|l| l.to == handler.id && l.kind == "created").collect();
+    let into: Vec<_> = v
+        .links
+        .iter()
+        .filter(|l| l.to == handler.id && l.kind == "created")
+        .collect();
     assert_eq!(into.len(), 2, "a link from each path: {:#?}", v.links);
 }
