@@ -69,36 +69,9 @@ fn state() -> LiveState {
     state
 }
 
-/// An HTTP server: 39 requests on one keep-alive connection, each awaiting a query, and one
-/// on a second connection awaiting a pool connection that never comes: at 2.9 s it has been
-/// open for 2.4 s.
+/// `synth::stuck_request_trace` at 2.9 s: request #1 has been open for 2.4 s.
 fn requests_state() -> LiveState {
-    const POOL: &str = "acquire\t/srv/app/lib/pool.js:23:9\nhandle\t/srv/app/server.js:30:7";
-    let mut s = Synth::in_memory();
-    let st = s.stream(100, 0).unwrap();
-    s.init(st, 0.0, 5, "TCPSERVERWRAP", 1, Some("\t/srv/app/server.js:50:3"))
-        .unwrap();
-    s.init(st, 1.0, 6, "TCPWRAP", 5, None).unwrap();
-    s.init(st, 1.0, 7, "HTTPINCOMINGMESSAGE", 6, None).unwrap();
-    s.init(st, 400.0, 8, "TCPWRAP", 5, None).unwrap();
-    s.init(st, 400.0, 9, "HTTPINCOMINGMESSAGE", 8, None).unwrap();
-    s.before(st, 500.0, 9).unwrap();
-    s.request_start(st, 500.0, 9, 1, 8, "POST /checkout").unwrap();
-    s.init(st, 500.2, 10, "PROMISE", 9, Some(POOL)).unwrap();
-    s.after(st, 500.6, 9).unwrap();
-    for n in 2..=40u64 {
-        let (t, id) = (n as f64 * 90.0, 9 + n);
-        s.before(st, t, 7).unwrap();
-        s.request_start(st, t, 7, n, 6, &format!("GET /orders/{n}")).unwrap();
-        s.init(st, t + 0.1, id, "PROMISE", 7, Some(QUERY)).unwrap();
-        s.after(st, t + 0.5, 7).unwrap();
-        s.resolve(st, t + 12.0, id).unwrap();
-        s.callback(st, t + 12.0, id, 0.3).unwrap();
-        s.request_finish(st, t + 12.5, n, 200).unwrap();
-        s.destroy(st, t + 20.0, id).unwrap();
-    }
-    s.end_stream(st, 0).unwrap();
-    let trace = s.finish().unwrap();
+    let trace = tracer_core::analysis::synth::stuck_request_trace();
     let mut replay = Replay::new(TraceReader::new(&trace[..]).unwrap());
     let mut state = replay.state(LiveOptions::default());
     while replay.advance(&mut state, 2_900_000_000, 1000).unwrap() == Progress::More {}

@@ -297,49 +297,18 @@ fn a_replay_past_a_thread_that_ended_reads_on_to_the_next_thread_and_the_end() {
     }
 }
 
-/// An HTTP server whose request #1 awaits a pool connection that never comes, while 30
-/// requests on a keep-alive connection finish in 12.5 ms each.
-fn http_trace() -> Vec<u8> {
-    const POOL: &str = "acquire\t/srv/app/lib/pool.js:23:9";
-    let mut s = Synth::in_memory();
-    let st = s.stream(100, 0).unwrap();
-    s.init(st, 0.0, 5, "TCPSERVERWRAP", 1, Some("\t/srv/app/server.js:50:3"))
-        .unwrap();
-    s.init(st, 1.0, 6, "TCPWRAP", 5, None).unwrap();
-    s.init(st, 1.0, 7, "HTTPINCOMINGMESSAGE", 6, None).unwrap();
-    s.init(st, 400.0, 8, "TCPWRAP", 5, None).unwrap();
-    s.init(st, 400.0, 9, "HTTPINCOMINGMESSAGE", 8, None).unwrap();
-    s.before(st, 500.0, 9).unwrap();
-    s.request_start(st, 500.0, 9, 1, 8, "POST /checkout").unwrap();
-    s.init(st, 500.2, 10, "PROMISE", 9, Some(POOL)).unwrap();
-    s.after(st, 500.6, 9).unwrap();
-    for n in 2..=31u64 {
-        let (t, id) = (n as f64 * 100.0, 100 + n);
-        s.before(st, t, 7).unwrap();
-        s.request_start(st, t, 7, n, 6, &format!("GET /orders/{n}")).unwrap();
-        s.init(st, t + 0.1, id, "PROMISE", 7, Some(QUERY)).unwrap();
-        s.after(st, t + 0.5, 7).unwrap();
-        s.resolve(st, t + 12.0, id).unwrap();
-        s.callback(st, t + 12.0, id, 0.3).unwrap();
-        s.request_finish(st, t + 12.5, n, 200).unwrap();
-        s.destroy(st, t + 20.0, id).unwrap();
-    }
-    s.end_stream(st, 0).unwrap();
-    s.finish().unwrap()
-}
-
 #[test]
 fn requests_in_flight_come_from_the_requests_pass_and_end_as_it_reports_them() {
-    let trace = http_trace();
-    let mut state = replay_to(&trace, 2_790_000_000, LiveOptions::default());
+    let trace = crate::analysis::synth::stuck_request_trace();
+    let mut state = replay_to(&trace, 2_750_000_000, LiveOptions::default());
     let now = state.requests_now(None, 10);
-    assert_eq!((now.open_count, now.finished, now.aborted), (1, 26, 0));
+    assert_eq!((now.open_count, now.finished, now.aborted), (1, 29, 0));
     let open = &now.open[0];
     assert_eq!(open.label.as_deref(), Some("POST /checkout"));
-    assert!((open.latency_ms - 2290.0).abs() < 1.0, "{}", open.latency_ms);
+    assert!((open.latency_ms - 2250.0).abs() < 1.0, "{}", open.latency_ms);
     let waiting = open.waiting.as_ref().expect("where it waits");
     assert_eq!(waiting.site.as_deref(), Some("/srv/app/lib/pool.js:23:9"));
-    assert_eq!(now.recent[0].label.as_deref(), Some("GET /orders/27"));
+    assert_eq!(now.recent[0].label.as_deref(), Some("GET /orders/30"));
     assert!(now.p99_ms.is_some_and(|p| p >= 12.5));
     // The leaf is of that moment: a later finished request does not keep it.
     assert!(now.recent.iter().all(|r| r.waiting.is_none()));
@@ -353,7 +322,7 @@ fn requests_in_flight_come_from_the_requests_pass_and_end_as_it_reports_them() {
     assert!(w[0].text.contains("POST /checkout #1"), "{}", w[0].text);
     let mut allowed = replay_to(
         &trace,
-        2_790_000_000,
+        2_750_000_000,
         LiveOptions {
             allow: Allow {
                 slow_request: true,
@@ -369,7 +338,7 @@ fn requests_in_flight_come_from_the_requests_pass_and_end_as_it_reports_them() {
     // At the end of the thread the open request is left unfinished, as `requests` says.
     let mut state = replay_to(&trace, u64::MAX, LiveOptions::default());
     let now = state.requests_now(None, 10);
-    assert_eq!((now.open_count, now.finished, now.unfinished), (0, 30, 1));
+    assert_eq!((now.open_count, now.finished, now.unfinished), (0, 39, 1));
     let mut pass = crate::analysis::Requests::new(crate::analysis::RequestOptions::default());
     let mut cx = run(&mut TraceReader::new(&trace[..]).unwrap(), &mut pass).unwrap();
     let report = pass.finish(&mut cx);
@@ -378,5 +347,5 @@ fn requests_in_flight_come_from_the_requests_pass_and_end_as_it_reports_them() {
     assert_eq!(got.state, want.state);
     assert_eq!(got.latency_ms, want.latency_ms);
     assert_eq!(got.waiting, want.waiting);
-    assert_eq!(report.count, 31);
+    assert_eq!(report.count, 40);
 }
