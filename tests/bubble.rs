@@ -276,14 +276,7 @@ fn page_is_self_contained_and_works_in_chromium() {
     let scratch = Scratch::new("bubble-page");
     let trace = http_trace(&scratch);
     let page = scratch.path("bubbles.html");
-    let out = Command::new(asynctrace())
-        .arg("bubble")
-        .arg(&trace)
-        .arg("-o")
-        .arg(&page)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    write_page(&trace, &page);
     let html = std::fs::read_to_string(&page).unwrap();
     assert!(html.len() < 2 << 20, "{} bytes", html.len());
     for external in ["<script src", "<link", "@import", "url(", "https://", "fetch("] {
@@ -324,6 +317,18 @@ fn page_is_self_contained_and_works_in_chromium() {
     }
 }
 
+/// `asynctrace bubble trace -o page`.
+fn write_page(trace: &Path, page: &Path) {
+    let out = Command::new(asynctrace())
+        .arg("bubble")
+        .arg(trace)
+        .arg("-o")
+        .arg(page)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
 /// Loads `page` in headless Chromium through `tests/bubble_browser.js` (clicking the bubble
 /// named `click`) and returns what it found; `None` only where Chromium cannot be installed.
 fn browse(page: &Path, click: &str) -> Option<Value> {
@@ -362,14 +367,7 @@ fn the_page_switches_between_threads_each_with_its_own_bubbles() {
     let trace = scratch.path("worker.bin");
     record_fixture(&trace, "worker.js");
     let page = scratch.path("worker.html");
-    let out = Command::new(asynctrace())
-        .arg("bubble")
-        .arg(&trace)
-        .arg("-o")
-        .arg(&page)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    write_page(&trace, &page);
     let Some(r) = browse(&page, "worker.js") else { return };
     assert_eq!(r["views"], 2, "{r}");
     let first = &r["view_labels"][0];
