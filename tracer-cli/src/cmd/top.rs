@@ -5,6 +5,8 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use crossbeam_channel::RecvTimeoutError;
+
 use anyhow::Context as _;
 use ratatui::crossterm::event::{self, Event, KeyEvent, KeyEventKind};
 use ratatui::DefaultTerminal;
@@ -328,16 +330,7 @@ fn watch(child: &mut Child, state: LiveState, rx: &TapReceiver, fps: f64, origin
     let frame = Duration::from_secs_f64(1.0 / fps.max(1.0));
     let (mut terminal, _guard) = start_terminal()?;
     loop {
-        let start = Instant::now();
-        // Read for at most half a frame, so the UI stays responsive whatever the event rate;
-        // what does not fit waits in the channel (and is skipped, not lost from the trace,
-        // when the channel is full).
-        while start.elapsed() < frame / 2 {
-            match rx.rx.try_recv() {
-                Ok(batch) => app.state.apply_items(batch),
-                Err(_) => break,
-            }
-        }
+        let deadline = Instant::now() + frame;
         app.skipped = rx.skipped();
         // A quiet (or hung) app records nothing, yet its requests and promises keep ageing.
         app.state
@@ -348,15 +341,31 @@ fn watch(child: &mut Child, state: LiveState, rx: &TapReceiver, fps: f64, origin
         if !app.clock.paused {
             terminal.draw(|f| app.draw(f)).context("drawing")?;
         }
-        let deadline = start + frame;
-        while let Some(key) = next_key(deadline)? {
-            match app.key(key) {
-                Some(Command::StopApp | Command::Quit) => return Ok(Outcome::Stop),
-                Some(Command::Detach) => return Ok(Outcome::Detach),
-                Some(Command::Pause) => app.clock.paused = !app.clock.paused,
-                Some(Command::Step | Command::Speed(_) | Command::Seek(_)) | None => {}
+        // Until the next frame: keys first, else the recorder's batches. Why read all the
+        // time rather than in a slice of each frame: the recorder sends in bursts and the
+        // channel holds only tens of milliseconds at millions of events per second, so a view
+        // that rested between frames skipped events it had the time to read.
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            if let Some(key) = next_key(Instant::now())? {
+                match app.key(key) {
+                    Some(Command::StopApp | Command::Quit) => return Ok(Outcome::Stop),
+                    Some(Command::Detach) => return Ok(Outcome::Detach),
+                    Some(Command::Pause) => app.clock.paused = !app.clock.paused,
+                    Some(Command::Step | Command::Speed(_) | Command::Seek(_)) | None => {}
+                }
+                terminal.draw(|f| app.draw(f)).context("drawing")?;
+                continue;
             }
-            terminal.draw(|f| app.draw(f)).context("drawing")?;
+            // A short wait, so that a key is seen within a few milliseconds.
+            match rx.rx.recv_timeout(left.min(KEY_POLL)) {
+                Ok(batch) => app.state.apply_items(batch),
+                Err(RecvTimeoutError::Timeout) => {}
+                // The recorder is gone (the app is exiting): only keys until the next frame.
+                Err(RecvTimeoutError::Disconnected) => std::thread::sleep(left.min(KEY_POLL)),
+            }
         }
     }
 }
+
+/// How long the live view waits for the recorder before it looks at the keyboard again.
+const KEY_POLL: Duration = Duration::from_millis(3);
