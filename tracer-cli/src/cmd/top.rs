@@ -231,6 +231,19 @@ fn replay(args: &TopArgs, path: &Path) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// A key pressed already, without waiting (other terminal events and key releases are
+/// skipped).
+fn pressed_key() -> anyhow::Result<Option<KeyEvent>> {
+    while event::poll(Duration::ZERO).context("reading the keyboard")? {
+        if let Event::Key(key) = event::read().context("reading the keyboard")? {
+            if key.kind == KeyEventKind::Press {
+                return Ok(Some(key));
+            }
+        }
+    }
+    Ok(None)
+}
+
 /// The next key pressed before `deadline`, or `None` when it passed (other terminal events
 /// and key releases are skipped).
 fn next_key(deadline: Instant) -> anyhow::Result<Option<KeyEvent>> {
@@ -346,7 +359,7 @@ fn watch(child: &mut Child, state: LiveState, rx: &TapReceiver, fps: f64, origin
         // channel holds only tens of milliseconds at millions of events per second, so a view
         // that rested between frames skipped events it had the time to read.
         while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-            if let Some(key) = next_key(Instant::now())? {
+            if let Some(key) = pressed_key()? {
                 match app.key(key) {
                     Some(Command::StopApp | Command::Quit) => return Ok(Outcome::Stop),
                     Some(Command::Detach) => return Ok(Outcome::Detach),

@@ -116,6 +116,7 @@ impl Hasher for FxHasher {
 }
 
 pub(crate) type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
+pub(crate) type FxSet<K> = std::collections::HashSet<K, BuildHasherDefault<FxHasher>>;
 
 /// Default size of the recently-destroyed cache (entries): ~2.5 MB.
 const DEFAULT_TOMBS: usize = 1 << 16;

@@ -59,6 +59,7 @@ mod position;
 mod report;
 mod requests;
 mod slow;
+mod strings;
 pub mod synth;
 mod tree;
 pub mod waits;

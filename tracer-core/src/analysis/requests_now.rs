@@ -85,6 +85,16 @@ impl Requests {
         }
     }
 
+    /// The labels this pass still shows: of the requests open, recent and kept (a view's
+    /// string table must not forget them).
+    pub(crate) fn held_labels(&self) -> crate::analysis::lifecycle::FxSet<StringId> {
+        let open = self.slots.iter().filter(|a| a.open);
+        open.chain(&self.recent)
+            .chain(&self.kept)
+            .filter_map(|a| a.label)
+            .collect()
+    }
+
     /// The requests open now, as (thread, number in it, label, start): cheap, no scan of
     /// live resources (what warnings read every frame).
     pub fn open_requests(&self) -> impl Iterator<Item = OpenRequest> + '_ {

@@ -273,6 +273,8 @@ pub struct LiveState {
     promise_type: Option<StringId>,
     /// HTTP requests, by the same pass as `asynctrace requests`.
     pub requests: Requests,
+    /// The last scan of the live resources (see `live_scan`).
+    scan: std::cell::RefCell<Option<view::LiveScan>>,
 }
 
 /// Closed requests the requests view lists.
@@ -288,7 +290,9 @@ impl LiveState {
     pub fn new(opts: LiveOptions) -> Self {
         LiveState {
             opts,
-            cx: Context::default(),
+            // Why forget: a service with a distinct URL per request would otherwise grow the
+            // table by every label for as long as it is watched.
+            cx: Context::default().forgetting_strings(),
             life: Lifecycle::default(),
             rows: Vec::new(),
             row_ids: HashMap::default(),
@@ -308,6 +312,7 @@ impl LiveState {
                 percentiles: false,
                 ..Default::default()
             }),
+            scan: std::cell::RefCell::new(None),
         }
     }
 
@@ -366,6 +371,10 @@ impl LiveState {
             self.retired_at = self.now_ns;
             self.retire();
         }
+        cx.forget_strings(|| {
+            let held = self.requests.held_labels();
+            move |id| held.contains(&id)
+        });
         self.cx = cx;
     }
 

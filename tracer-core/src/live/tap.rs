@@ -4,8 +4,9 @@
 //! every one of them); strings, thread starts and ends, and the events that change what is
 //! alive (inits, destroys, settles, the agent's notes) are kept for the next batch, so the
 //! view never loses a name or a thread, nor shows a resource alive forever because its
-//! destroy was skipped. Only when the view lags by more than [`KEEP_MAX`] of those are they
-//! skipped too.
+//! destroy was skipped. When the view lags by more than [`KEEP_MAX`] of those, inits are
+//! skipped next (a resource the view never saw is missing from it, not stuck in it), and
+//! only then the rest.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -83,9 +84,14 @@ impl Tap {
             Ok(()) => self.kept = 0,
             Err(TrySendError::Full(mut batch)) => {
                 let before = batch.len();
-                if before <= KEEP_MAX {
-                    batch.retain(|i| !matches!(i, Item::Event(ev) if skippable(ev)));
-                } else {
+                batch.retain(|i| !matches!(i, Item::Event(ev) if skippable(ev)));
+                if batch.len() > KEEP_MAX {
+                    // Why inits go before destroys: a resource the view never saw created is
+                    // merely missing, while one whose destroy it missed stays alive in it for
+                    // ever, and a view full of those is slower, and so lags further.
+                    batch.retain(|i| !matches!(i, Item::Event(ev) if matches!(ev.kind, EventKind::Init { .. })));
+                }
+                if batch.len() > KEEP_MAX {
                     batch.retain(|i| !matches!(i, Item::Event(_)));
                 }
                 self.skipped.fetch_add((before - batch.len()) as u64, Ordering::Relaxed);
@@ -178,6 +184,36 @@ mod tests {
         assert_eq!(destroys(&first) + destroys(&rest), 3 * BATCH / 4);
         assert!(rest.iter().all(|i| matches!(i, Item::Event(e) if !skippable(e))));
         assert_eq!(rx.skipped() as usize, (3 * BATCH - BATCH) / 2);
+    }
+
+    #[test]
+    fn a_view_lagging_far_loses_inits_before_destroys() {
+        let (mut tap, rx) = Tap::new(1);
+        let init = EventKind::Init {
+            type_name: 1,
+            trigger: 1,
+            exec: 1,
+            stack: None,
+        };
+        tap.event(&ev(0, EventKind::Before));
+        tap.send(); // fills the channel
+                    // More inits and destroys than are kept back, while the view reads nothing.
+        let n = 3 * KEEP_MAX / 4;
+        for id in 1..=n as u64 {
+            tap.event(&ev(id, init));
+            tap.event(&ev(id, EventKind::Destroy));
+        }
+        let _ = rx.rx.try_recv().unwrap();
+        tap.send();
+        let kept = rx.rx.try_recv().unwrap();
+        let count = |pred: fn(&EventKind) -> bool| {
+            kept.iter()
+                .filter(|i| matches!(i, Item::Event(e) if pred(&e.kind)))
+                .count()
+        };
+        assert_eq!(count(|k| *k == EventKind::Destroy), n, "every destroy");
+        assert!(count(|k| matches!(k, EventKind::Init { .. })) < n, "some inits skipped");
+        assert!(kept.len() <= KEEP_MAX + BATCH);
     }
 
     #[test]

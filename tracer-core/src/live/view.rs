@@ -1,9 +1,25 @@
 //! What the views read: a snapshot of the live state, filtered and sorted, computed once per
-//! frame (one scan of the live resources, for ages and unsettled promises).
+//! frame (one scan of the live resources, for ages and unsettled promises, reused for a while
+//! when millions are alive).
 
 use super::{folded_chain, window_secs, Completed, Histogram, LiveState, RowId, SEC};
 use crate::analysis::FoldedLink;
 use crate::trace::StreamId;
+
+/// Live resources from which [`LiveState::live_scan`] reuses a scan (a scan of this many
+/// takes about a millisecond).
+pub const SCAN_CACHED_FROM: usize = 100_000;
+
+/// One scan of the live resources, per row.
+#[derive(Debug)]
+pub(super) struct LiveScan {
+    oldest: Vec<Option<u64>>,
+    unsettled: Vec<u64>,
+    /// `LiveState::events` when taken.
+    events_at: u64,
+    at: std::time::Instant,
+    took: std::time::Duration,
+}
 
 /// Which rows a view shows.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -172,33 +188,59 @@ impl LiveState {
 
     /// The header, rows (filtered, sorted by `sort`, descending unless `ascending`; rows with
     /// nothing live and nothing created in the rate window are left out) and warnings.
-    pub fn snapshot(&self, filter: &Filter, sort: SortKey, ascending: bool) -> Snapshot {
-        // One scan of the live resources: oldest init and unsettled promises per row.
-        let mut oldest: Vec<Option<u64>> = vec![None; self.rows.len()];
-        let mut unsettled: Vec<u64> = vec![0; self.rows.len()];
-        let horizon = self.now_ns.saturating_sub(self.opts.unsettled_ns);
-        for (_, res) in self.life.iter_all() {
-            let i = res.data as usize;
-            if let Some(o) = oldest.get_mut(i) {
-                *o = Some(o.map_or(res.init_ns, |v| v.min(res.init_ns)));
-            }
-            if Some(res.type_name) == self.promise_type
-                && res.resolve_ns.is_none()
-                && res.init_ns < horizon
-                && self.now_ns >= self.opts.unsettled_ns
-            {
-                if let Some(u) = unsettled.get_mut(i) {
-                    *u += 1;
+    /// Oldest init and unsettled promises per row, from one scan of the live resources. Why
+    /// cached: a scan costs in proportion to what is alive, so on millions of live resources
+    /// a scan per frame would slow the view below the app's event rate, and a view that falls
+    /// behind skips the destroys that would shrink the set. Above [`SCAN_CACHED_FROM`] live
+    /// resources, a scan is reused until ten times its own duration has passed, so these two
+    /// columns take at most a tenth of the view's time (and lag a little on such runs).
+    fn live_scan(&self) -> std::cell::Ref<'_, LiveScan> {
+        let live = self.life.len();
+        let fresh =
+            self.scan.borrow().as_ref().is_some_and(|s| {
+                live >= SCAN_CACHED_FROM && (s.events_at == self.events || s.at.elapsed() < s.took * 10)
+            });
+        if !fresh {
+            let at = std::time::Instant::now();
+            let mut oldest: Vec<Option<u64>> = vec![None; self.rows.len()];
+            let mut unsettled: Vec<u64> = vec![0; self.rows.len()];
+            let horizon = self.now_ns.saturating_sub(self.opts.unsettled_ns);
+            for (_, res) in self.life.iter_all() {
+                let i = res.data as usize;
+                if let Some(o) = oldest.get_mut(i) {
+                    *o = Some(o.map_or(res.init_ns, |v| v.min(res.init_ns)));
+                }
+                if Some(res.type_name) == self.promise_type
+                    && res.resolve_ns.is_none()
+                    && res.init_ns < horizon
+                    && self.now_ns >= self.opts.unsettled_ns
+                {
+                    if let Some(u) = unsettled.get_mut(i) {
+                        *u += 1;
+                    }
                 }
             }
+            *self.scan.borrow_mut() = Some(LiveScan {
+                oldest,
+                unsettled,
+                events_at: self.events,
+                at,
+                took: at.elapsed(),
+            });
         }
+        std::cell::Ref::map(self.scan.borrow(), |s| s.as_ref().expect("set above"))
+    }
+
+    pub fn snapshot(&self, filter: &Filter, sort: SortKey, ascending: bool) -> Snapshot {
+        let scan = self.live_scan();
+        let (oldest, unsettled) = (&scan.oldest, &scan.unsettled);
         let needle = filter.text.to_lowercase();
         let mut rows: Vec<RowView> = (0..self.rows.len() as RowId)
             .filter(|&i| {
                 let r = &self.rows[i as usize];
                 filter.stream.is_none_or(|s| s == r.stream) && (r.live > 0 || r.rates(self.now_ns).0 > 0.0)
             })
-            .map(|i| self.row_view(i, oldest[i as usize]))
+            .map(|i| self.row_view(i, oldest.get(i as usize).copied().flatten()))
             .filter(|v| {
                 needle.is_empty()
                     || v.type_name.to_lowercase().contains(&needle)
@@ -228,7 +270,7 @@ impl LiveState {
                     ),
                 });
             }
-            if !allow.unsettled && unsettled[i as usize] > 0 {
+            if !allow.unsettled && unsettled.get(i as usize).is_some_and(|&u| u > 0) {
                 warnings.push(Warning {
                     kind: WarningKind::Unsettled,
                     row: Some(i),
