@@ -5,8 +5,9 @@
 //!
 //! Why forgetting is safe: the recorder gives such a text the same id again only while it
 //! is among its recent ones ([`crate::trace::ONCE_HORIZON`] texts). So a text first used by
-//! a label or note, then unused for longer than that, is never used by an event again; only
-//! what a pass still holds (an open request's label) is kept past it, on the pass's word.
+//! a label or note, then unused for longer than that (with a margin: [`KEEP_PASSING`]), is
+//! never used by an event again; only what a pass still holds (an open request's label) is
+//! kept past it, on the pass's word.
 
 use super::lifecycle::FxMap;
 use crate::trace::{StringId, ONCE_HORIZON};
@@ -15,10 +16,16 @@ use crate::trace::{StringId, ONCE_HORIZON};
 pub(super) const SITE_UNKNOWN: u32 = u32::MAX;
 pub(super) const SITE_NONE: u32 = u32::MAX - 1;
 
+/// Passing strings kept after their last use, counted in first uses of passing strings.
+/// Why twice the recorder's horizon: that one counts from a string's definition, this one
+/// from its first use, and strings defined before it but used after it (a quiet thread's
+/// block written late) count here too; the margin covers them.
+const KEEP_PASSING: u64 = 2 * ONCE_HORIZON;
+
 /// How a string has been used, for forgetting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 enum Use {
-    /// Not yet: forgettable.
+    /// Not yet: kept (a trace may define a string well before its first use).
     #[default]
     Fresh,
     /// As a label or note text: forgettable.
@@ -149,7 +156,7 @@ impl Strings {
         self.swept_at = self.passing;
         let now = self.passing;
         self.sparse
-            .retain(|&id, s| s.used == Use::Kept || now - s.last <= ONCE_HORIZON || held(id));
+            .retain(|&id, s| s.used != Use::Passing || now - s.last <= KEEP_PASSING || held(id));
         self.sparse.shrink_to(self.sparse.len() * 2);
     }
 
@@ -176,7 +183,7 @@ mod tests {
         t.define(1, "GET /held".into());
         t.pass(1);
         t.define(2, "unused".into());
-        let n = ONCE_HORIZON as u32 * 2;
+        let n = KEEP_PASSING as u32 * 2;
         for i in 0..n {
             t.define(10 + i, format!("GET /user/{i}"));
             t.pass(10 + i);
@@ -186,12 +193,16 @@ mod tests {
         }
         assert_eq!(t.get(0), Some("PROMISE"));
         assert_eq!(t.get(1), Some("GET /held"), "held by a pass");
-        assert_eq!(t.get(2), None);
+        assert_eq!(t.get(2), Some("unused"), "not used yet");
         assert_eq!(t.get(10), None, "old and passing");
         assert_eq!(t.get(10 + n - 1), Some(&*format!("GET /user/{}", n - 1)));
         // Every string of the last horizon is still there, so a reused id still reads.
-        assert!(t.get(10 + n - ONCE_HORIZON as u32).is_some());
-        assert!(t.len() <= 3 + ONCE_HORIZON as usize * 5 / 4 + 1, "{}", t.len());
+        assert!(t.get(10 + n - KEEP_PASSING as u32).is_some());
+        assert!(
+            t.len() <= 3 + KEEP_PASSING as usize + ONCE_HORIZON as usize / 4 + 1,
+            "{}",
+            t.len()
+        );
     }
 
     #[test]
@@ -200,7 +211,7 @@ mod tests {
         t.forget();
         t.define(1, "GET /".into());
         t.pass(1);
-        for i in 0..ONCE_HORIZON as u32 * 3 {
+        for i in 0..KEEP_PASSING as u32 * 3 {
             t.define(10 + i, "x".into());
             t.pass(10 + i);
             t.pass(1);

@@ -275,6 +275,10 @@ pub struct LiveState {
     pub requests: Requests,
     /// The last scan of the live resources (see `live_scan`).
     scan: std::cell::RefCell<Option<view::LiveScan>>,
+    /// The last tree built (see `tree`).
+    tree_cache: std::cell::RefCell<Option<tree::TreeCache>>,
+    /// The oldest live resources of the row last detailed (see `details`).
+    details_cache: std::cell::RefCell<Option<view::RowScan>>,
 }
 
 /// Closed requests the requests view lists.
@@ -313,6 +317,8 @@ impl LiveState {
                 ..Default::default()
             }),
             scan: std::cell::RefCell::new(None),
+            tree_cache: std::cell::RefCell::new(None),
+            details_cache: std::cell::RefCell::new(None),
         }
     }
 

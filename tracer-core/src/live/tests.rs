@@ -349,3 +349,44 @@ fn requests_in_flight_come_from_the_requests_pass_and_end_as_it_reports_them() {
     assert_eq!(got.waiting, want.waiting);
     assert_eq!(report.count, 40);
 }
+
+#[test]
+fn distinct_urls_do_not_grow_the_view_and_the_labels_on_screen_stay_readable() {
+    // A request that never finishes, then many more, each with its own URL.
+    let n = 5 * crate::trace::ONCE_HORIZON;
+    let mut s = Synth::in_memory();
+    let st = s.stream(100, 0).unwrap();
+    s.init(st, 0.0, 6, "TCPWRAP", 1, None).unwrap();
+    s.init(st, 0.0, 7, "HTTPINCOMINGMESSAGE", 6, None).unwrap();
+    s.before(st, 0.0, 7).unwrap();
+    s.request_start(st, 0.0, 7, 1, 6, "POST /stuck").unwrap();
+    s.after(st, 0.1, 7).unwrap();
+    for i in 2..=n {
+        let t = i as f64 * 0.01;
+        s.before(st, t, 7).unwrap();
+        s.request_start(st, t, 7, i, 6, &format!("GET /user/{i}")).unwrap();
+        s.request_finish(st, t + 0.005, i, 200).unwrap();
+        s.after(st, t + 0.006, 7).unwrap();
+    }
+    s.end_stream(st, 0).unwrap();
+    let trace = s.finish().unwrap();
+    // Just after the last request finished (times in the synth are ms: 0.01 ms apart).
+    let mut state = replay_to(&trace, n * 10_000 + 5_500, LiveOptions::default());
+    let held = state.cx.strings_held() as u64;
+    assert!(
+        held < crate::trace::ONCE_HORIZON * 3,
+        "{held} strings held after {n} distinct URLs"
+    );
+    let now = state.requests_now(None, 10);
+    assert_eq!(
+        now.open[0].label.as_deref(),
+        Some("POST /stuck"),
+        "a label on screen is held"
+    );
+    let last = now.recent.first().expect("recent requests (newest first)");
+    assert_eq!(last.label.as_deref(), Some(&*format!("GET /user/{n}")));
+    // A report keeps every string.
+    let mut pass = crate::analysis::Requests::new(crate::analysis::RequestOptions::default());
+    let cx = run(&mut TraceReader::new(&trace[..]).unwrap(), &mut pass).unwrap();
+    assert!(cx.strings_held() as u64 > n);
+}

@@ -10,15 +10,41 @@ use crate::trace::StreamId;
 /// takes about a millisecond).
 pub const SCAN_CACHED_FROM: usize = 100_000;
 
+/// When a scan of the live resources was taken, and how long it took.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct ScanTime {
+    /// `LiveState::events` when taken.
+    events_at: u64,
+    at: std::time::Instant,
+    took: std::time::Duration,
+}
+
+impl ScanTime {
+    pub(super) fn start(events: u64) -> Self {
+        ScanTime {
+            events_at: events,
+            at: std::time::Instant::now(),
+            took: std::time::Duration::ZERO,
+        }
+    }
+
+    pub(super) fn done(self) -> Self {
+        ScanTime {
+            took: self.at.elapsed(),
+            ..self
+        }
+    }
+}
+
+/// The oldest live resources of one row, as (init, id, callbacks), and when they were found.
+pub(super) type RowScan = (RowId, ScanTime, Vec<(u64, u64, u32)>);
+
 /// One scan of the live resources, per row.
 #[derive(Debug)]
 pub(super) struct LiveScan {
     oldest: Vec<Option<u64>>,
     unsettled: Vec<u64>,
-    /// `LiveState::events` when taken.
-    events_at: u64,
-    at: std::time::Instant,
-    took: std::time::Duration,
+    when: ScanTime,
 }
 
 /// Which rows a view shows.
@@ -195,13 +221,9 @@ impl LiveState {
     /// resources, a scan is reused until ten times its own duration has passed, so these two
     /// columns take at most a tenth of the view's time (and lag a little on such runs).
     fn live_scan(&self) -> std::cell::Ref<'_, LiveScan> {
-        let live = self.life.len();
-        let fresh =
-            self.scan.borrow().as_ref().is_some_and(|s| {
-                live >= SCAN_CACHED_FROM && (s.events_at == self.events || s.at.elapsed() < s.took * 10)
-            });
+        let fresh = self.scan.borrow().as_ref().is_some_and(|s| self.reuse_scan(&s.when));
         if !fresh {
-            let at = std::time::Instant::now();
+            let when = ScanTime::start(self.events);
             let mut oldest: Vec<Option<u64>> = vec![None; self.rows.len()];
             let mut unsettled: Vec<u64> = vec![0; self.rows.len()];
             let horizon = self.now_ns.saturating_sub(self.opts.unsettled_ns);
@@ -223,12 +245,16 @@ impl LiveState {
             *self.scan.borrow_mut() = Some(LiveScan {
                 oldest,
                 unsettled,
-                events_at: self.events,
-                at,
-                took: at.elapsed(),
+                when: when.done(),
             });
         }
         std::cell::Ref::map(self.scan.borrow(), |s| s.as_ref().expect("set above"))
+    }
+
+    /// May a scan taken `when` serve now? Only on a huge live set: when nothing happened
+    /// since, or while less than ten times its duration has passed.
+    pub(super) fn reuse_scan(&self, when: &ScanTime) -> bool {
+        self.life.len() >= SCAN_CACHED_FROM && (when.events_at == self.events || when.at.elapsed() < when.took * 10)
     }
 
     pub fn snapshot(&self, filter: &Filter, sort: SortKey, ascending: bool) -> Snapshot {
@@ -413,15 +439,33 @@ impl LiveState {
 
     /// The details of a row: histograms, examples (oldest live first, then recently
     /// completed) with their folded trigger chains, and the creation stack.
+    /// The [`EXAMPLES`] oldest live resources of a row, as (init, id, callbacks), oldest
+    /// first: one pass over the thread's live resources, without sorting them all, reused
+    /// on huge live sets as the live scan is.
+    fn oldest_of_row(&self, i: RowId, stream: StreamId) -> Vec<(u64, u64, u32)> {
+        if let Some((row, when, v)) = self.details_cache.borrow().as_ref() {
+            if *row == i && self.reuse_scan(when) {
+                return v.clone();
+            }
+        }
+        let when = ScanTime::start(self.events);
+        let mut oldest: Vec<(u64, u64, u32)> = Vec::with_capacity(EXAMPLES + 1);
+        for (k, res) in self.life.iter_stream(stream) {
+            let e = (res.init_ns, k.1, res.callbacks);
+            if res.data != i || oldest.len() == EXAMPLES && oldest.last().is_some_and(|l| *l <= e) {
+                continue;
+            }
+            let at = oldest.partition_point(|o| *o < e);
+            oldest.insert(at, e);
+            oldest.truncate(EXAMPLES);
+        }
+        *self.details_cache.borrow_mut() = Some((i, when.done(), oldest.clone()));
+        oldest
+    }
+
     pub fn details(&self, i: RowId) -> Option<Details> {
         let r = self.rows.get(i as usize)?;
-        let mut live: Vec<(u64, u64, u32)> = self
-            .life
-            .iter_stream(r.stream)
-            .filter(|(_, res)| res.data == i)
-            .map(|(k, res)| (res.init_ns, k.1, res.callbacks))
-            .collect();
-        live.sort_unstable();
+        let live = self.oldest_of_row(i, r.stream);
         let oldest = live.first().map(|l| l.0);
         let mut examples: Vec<Example> = live
             .iter()
