@@ -156,18 +156,19 @@ mod tests {
         }
     }
 
+    const INIT: EventKind = EventKind::Init {
+        type_name: 1,
+        trigger: 1,
+        exec: 1,
+        stack: None,
+    };
+
     #[test]
     fn a_lagging_view_skips_callbacks_but_never_a_destroy() {
         let (mut tap, rx) = Tap::new(1);
-        let init = EventKind::Init {
-            type_name: 1,
-            trigger: 1,
-            exec: 1,
-            stack: None,
-        };
         // 3 batches' worth while the view reads nothing: the first fills the channel.
         for id in 0..(3 * BATCH as u64 / 4) {
-            for kind in [init, EventKind::Before, EventKind::After, EventKind::Destroy] {
+            for kind in [INIT, EventKind::Before, EventKind::After, EventKind::Destroy] {
                 tap.event(&ev(id, kind));
             }
         }
@@ -189,18 +190,13 @@ mod tests {
     #[test]
     fn a_view_lagging_far_loses_inits_before_destroys() {
         let (mut tap, rx) = Tap::new(1);
-        let init = EventKind::Init {
-            type_name: 1,
-            trigger: 1,
-            exec: 1,
-            stack: None,
-        };
         tap.event(&ev(0, EventKind::Before));
-        tap.send(); // fills the channel
-                    // More inits and destroys than are kept back, while the view reads nothing.
+        // The channel full, then more inits and destroys than are kept back, while the
+        // view reads nothing.
+        tap.send();
         let n = 3 * KEEP_MAX / 4;
         for id in 1..=n as u64 {
-            tap.event(&ev(id, init));
+            tap.event(&ev(id, INIT));
             tap.event(&ev(id, EventKind::Destroy));
         }
         let _ = rx.rx.try_recv().unwrap();

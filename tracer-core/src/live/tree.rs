@@ -49,7 +49,7 @@ impl LiveState {
                 return c.lines.clone();
             }
         }
-        let when = super::view::ScanTime::start(self.events);
+        let when = super::view::ScanTime::start();
         let lines = self.build_tree(stream, toggled, max_lines);
         *self.tree_cache.borrow_mut() = Some(TreeCache {
             stream,

@@ -13,16 +13,13 @@ pub const SCAN_CACHED_FROM: usize = 100_000;
 /// When a scan of the live resources was taken, and how long it took.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct ScanTime {
-    /// `LiveState::events` when taken.
-    events_at: u64,
     at: std::time::Instant,
     took: std::time::Duration,
 }
 
 impl ScanTime {
-    pub(super) fn start(events: u64) -> Self {
+    pub(super) fn start() -> Self {
         ScanTime {
-            events_at: events,
             at: std::time::Instant::now(),
             took: std::time::Duration::ZERO,
         }
@@ -223,7 +220,7 @@ impl LiveState {
     fn live_scan(&self) -> std::cell::Ref<'_, LiveScan> {
         let fresh = self.scan.borrow().as_ref().is_some_and(|s| self.reuse_scan(&s.when));
         if !fresh {
-            let when = ScanTime::start(self.events);
+            let when = ScanTime::start();
             let mut oldest: Vec<Option<u64>> = vec![None; self.rows.len()];
             let mut unsettled: Vec<u64> = vec![0; self.rows.len()];
             let horizon = self.now_ns.saturating_sub(self.opts.unsettled_ns);
@@ -251,10 +248,11 @@ impl LiveState {
         std::cell::Ref::map(self.scan.borrow(), |s| s.as_ref().expect("set above"))
     }
 
-    /// May a scan taken `when` serve now? Only on a huge live set: when nothing happened
-    /// since, or while less than ten times its duration has passed.
+    /// May a scan taken `when` serve now? Only on a huge live set, while less than ten times
+    /// its duration has passed. Why not also while no event came: a hung app records none,
+    /// yet its promises keep ageing past the unsettled threshold.
     pub(super) fn reuse_scan(&self, when: &ScanTime) -> bool {
-        self.life.len() >= SCAN_CACHED_FROM && (when.events_at == self.events || when.at.elapsed() < when.took * 10)
+        self.life.len() >= SCAN_CACHED_FROM && when.at.elapsed() < when.took * 10
     }
 
     pub fn snapshot(&self, filter: &Filter, sort: SortKey, ascending: bool) -> Snapshot {
@@ -448,7 +446,7 @@ impl LiveState {
                 return v.clone();
             }
         }
-        let when = ScanTime::start(self.events);
+        let when = ScanTime::start();
         let mut oldest: Vec<(u64, u64, u32)> = Vec::with_capacity(EXAMPLES + 1);
         for (k, res) in self.life.iter_stream(stream) {
             let e = (res.init_ns, k.1, res.callbacks);
