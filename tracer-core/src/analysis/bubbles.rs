@@ -506,7 +506,7 @@ impl Pass for Bubbles {
                 // A promise settled by a callback of another bubble: control came back from
                 // there (the wait model's "settled by").
                 let to = self.aggs[res.data as usize].bubble;
-                if res.resolve_ns == Some(ev.time_ns) && res.resolved_by == by {
+                if res.resolve_ns() == Some(ev.time_ns) && res.resolved_by == by {
                     if let Some(from) = settler.filter(|&f| f != to) {
                         let since = res.init_ns;
                         let l = self.links.entry((from, to, true)).or_default();
@@ -526,7 +526,7 @@ impl Pass for Bubbles {
             s.stream_end(cx, stream, end_ns);
             r.stream_end(cx, stream, end_ns);
         }
-        self.life.drain_stream(stream, |_, _| {});
+        self.life.clear_stream(stream);
     }
 }
 

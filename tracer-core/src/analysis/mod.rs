@@ -25,7 +25,7 @@
 //!         }
 //!     }
 //!     fn stream_end(&mut self, _cx: &mut Context, stream: StreamId, _end_ns: u64) {
-//!         self.life.drain_stream(stream, |_key, _res| {});
+//!         self.life.clear_stream(stream);
 //!     }
 //! }
 //! # let mut buf = Vec::new();
@@ -58,6 +58,7 @@ mod lifecycle;
 mod position;
 mod report;
 mod requests;
+mod resource_table;
 mod slow;
 mod strings;
 pub mod synth;

@@ -553,18 +553,18 @@ impl Requests {
             let Some(a) = self.slots.get(m.slot as usize).filter(|a| a.open && a.gen == m.gen) else {
                 continue;
             };
-            if key.1 == a.parser || Some(r.type_name) == self.parser_type || r.before_ns.is_some() {
+            if key.1 == a.parser || Some(r.type_name) == self.parser_type || r.before_ns().is_some() {
                 continue;
             }
             let promise = Some(r.type_name) == self.promise;
             if promise {
-                if r.resolve_ns.is_some() {
+                if r.resolve_ns().is_some() {
                     continue;
                 }
                 let waits_on_pending = self
                     .life
                     .get((stream, r.trigger))
-                    .is_some_and(|p| Some(p.type_name) == self.promise && p.resolve_ns.is_none() && p.data == m);
+                    .is_some_and(|p| Some(p.type_name) == self.promise && p.resolve_ns().is_none() && p.data == m);
                 if waits_on_pending {
                     continue;
                 }
@@ -579,7 +579,7 @@ impl Requests {
         }
         for (slot, (_, _, id)) in best {
             let Some(r) = self.life.get((stream, id)) else { continue };
-            let (type_name, mut stack, since_ns) = (r.type_name, r.stack, r.idle_since_ns);
+            let (type_name, mut stack, since_ns) = (r.type_name, r.stack, r.idle_since_ns());
             let mut inherited = false;
             if stack.is_none() {
                 stack = self.life.chain((stream, id), 16).iter().find_map(|l| l.stack);
@@ -864,7 +864,7 @@ impl Pass for Requests {
         for m in open {
             self.close(m, end_ns, RequestState::Unfinished, None, cx);
         }
-        self.life.drain_stream(stream, |_, _| {});
+        self.life.clear_stream(stream);
         self.waits.stream_end(stream);
         self.by_socket.retain(|k, _| k.0 != stream);
         if let Some(a) = self.active.get_mut(stream as usize) {

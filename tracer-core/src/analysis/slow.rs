@@ -371,7 +371,7 @@ impl Pass for Slow {
         let lossy = cx.stream(stream).dropped > 0;
         let mut open = Vec::new();
         self.life.drain_stream(stream, |(_, id), res| {
-            if let Some(start) = res.before_ns {
+            if let Some(start) = res.before_ns() {
                 open.push(Entry {
                     sync_ns: end_ns.saturating_sub(start),
                     start: Reverse(start),

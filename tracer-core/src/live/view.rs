@@ -230,7 +230,7 @@ impl LiveState {
                     *o = Some(o.map_or(res.init_ns, |v| v.min(res.init_ns)));
                 }
                 if Some(res.type_name) == self.promise_type
-                    && res.resolve_ns.is_none()
+                    && res.resolve_ns().is_none()
                     && res.init_ns < horizon
                     && self.now_ns >= self.opts.unsettled_ns
                 {
