@@ -451,7 +451,7 @@ fn infer_sites(cx: &mut Context, life: &Lifecycle<LeakData>, found: &[(Key, Leak
             continue;
         }
         let kinds = sibling_keys(cx, life, key, class, res);
-        match cx.site(res.stack) {
+        match cx.site(res.stack()) {
             Some(site) => {
                 for k in kinds.into_iter().flatten() {
                     let v = votes.entry(k).or_insert(Some(site));
@@ -460,7 +460,7 @@ fn infer_sites(cx: &mut Context, life: &Lifecycle<LeakData>, found: &[(Key, Leak
                     }
                 }
             }
-            None if res.stack.is_none() => missing.push((key, kinds)),
+            None if res.stack().is_none() => missing.push((key, kinds)),
             None => {}
         }
     }
@@ -654,7 +654,7 @@ impl Pass for Leaks {
         for (key, res) in life.iter_stream(stream) {
             if let Verdict::Open { refd, node } = self.verdict(key.0, res) {
                 let node = node || (self.kind(cx, res.type_name) == Kind::Stdio && res.callbacks == 0);
-                let site = cx.site(res.stack).or_else(|| inferred.get(&key).copied());
+                let site = cx.site(res.stack()).or_else(|| inferred.get(&key).copied());
                 self.alive.add(cx, key, res, site, refd, node, end_ns, why);
             }
         }
@@ -662,7 +662,7 @@ impl Pass for Leaks {
             let Some(res) = life.get(key) else {
                 continue;
             };
-            let own = cx.site(res.stack);
+            let own = cx.site(res.stack());
             let guess = if own.is_none() {
                 inferred.get(&key).copied()
             } else {
@@ -670,7 +670,7 @@ impl Pass for Leaks {
             };
             let site = own.or(guess);
             let age = end_ns.saturating_sub(res.init_ns);
-            let (type_name, stack, init_ns) = (res.type_name, res.stack, res.init_ns);
+            let (type_name, stack, init_ns) = (res.type_name, res.stack(), res.init_ns);
             let refd = match self.verdict(key.0, res) {
                 Verdict::Open { refd, .. } => Some(u64::from(refd)),
                 _ => None,

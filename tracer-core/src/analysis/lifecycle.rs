@@ -25,7 +25,8 @@ pub type Key = (StreamId, u64);
 pub struct Resource<X = ()> {
     pub type_name: StringId,
     pub trigger: u64,
-    pub stack: Option<StringId>,
+    /// Its creation stack, [`NONE`] for none (see [`Resource::stack`]).
+    pub(crate) stack_id: StringId,
     pub init_ns: u64,
     /// Outside a callback: where the next async wait starts (the init, or the last after).
     /// In one ([`RUNNING`] set): when it started; the next wait then starts where the wait
@@ -44,8 +45,8 @@ pub struct Resource<X = ()> {
     /// The resource whose callback settled this promise (`executionAsyncId()` at its first
     /// promiseResolve); 0 when not recorded or settled outside any callback.
     pub resolved_by: u64,
-    /// The last label the agent attached (e.g. `GET /users/7`).
-    pub label: Option<StringId>,
+    /// The last label the agent attached (e.g. `GET /users/7`), [`NONE`] for none.
+    pub(crate) label_id: StringId,
     pub data: X,
 }
 
@@ -53,13 +54,16 @@ pub struct Resource<X = ()> {
 /// is 292 years: only a damaged trace reaches it).
 const RUNNING: u64 = 1 << 63;
 const NOT_RESOLVED: u64 = u64::MAX;
+/// No string: a trace's own ids are dense from 0, and inferred stacks' aliases stay far
+/// below it.
+const NONE: StringId = u32::MAX;
 
 impl<X: Default> Default for Resource<X> {
     fn default() -> Self {
         Resource {
             type_name: 0,
             trigger: 0,
-            stack: None,
+            stack_id: NONE,
             init_ns: 0,
             mark: 0,
             callbacks: 0,
@@ -68,7 +72,7 @@ impl<X: Default> Default for Resource<X> {
             wait_from_ns: 0,
             resolve: NOT_RESOLVED,
             resolved_by: 0,
-            label: None,
+            label_id: NONE,
             data: X::default(),
         }
     }
@@ -87,6 +91,24 @@ impl<X> Resource<X> {
         } else {
             self.mark
         }
+    }
+
+    /// Its creation stack, if the agent took one (or one was inferred).
+    pub fn stack(&self) -> Option<StringId> {
+        (self.stack_id != NONE).then_some(self.stack_id)
+    }
+
+    pub fn set_stack(&mut self, stack: Option<StringId>) {
+        self.stack_id = stack.unwrap_or(NONE);
+    }
+
+    /// The last label the agent attached (e.g. `GET /users/7`).
+    pub fn label(&self) -> Option<StringId> {
+        (self.label_id != NONE).then_some(self.label_id)
+    }
+
+    pub fn set_label(&mut self, label: Option<StringId>) {
+        self.label_id = label.unwrap_or(NONE);
     }
 
     /// When it was first resolved (promises).
@@ -222,7 +244,7 @@ impl<X: Default> Lifecycle<X> {
             let res = Resource {
                 type_name,
                 trigger,
-                stack,
+                stack_id: stack.unwrap_or(NONE),
                 init_ns: t,
                 mark: t,
                 ..Default::default()
@@ -282,7 +304,7 @@ impl<X: Default> Lifecycle<X> {
                 Step::Resolve(res)
             }
             EventKind::Label { text } => {
-                res.label = Some(text);
+                res.label_id = text;
                 Step::Label(res)
             }
             EventKind::Init { .. } | EventKind::Note { .. } | EventKind::Destroy => Step::Unknown,
@@ -295,7 +317,7 @@ impl<X: Default> Lifecycle<X> {
                 key,
                 type_name: res.type_name,
                 trigger: res.trigger,
-                stack: res.stack,
+                stack: res.stack(),
             });
         }
     }
@@ -403,7 +425,7 @@ impl<X: Default> Lifecycle<X> {
     /// Type, trigger and stack of a live or recently destroyed resource.
     pub fn describe(&self, key: Key) -> Option<(StringId, u64, Option<StringId>)> {
         if let Some(r) = self.get(key) {
-            return Some((r.type_name, r.trigger, r.stack));
+            return Some((r.type_name, r.trigger, r.stack()));
         }
         let t = self.tombs.get(self.tomb_slot(key)?)?.as_ref()?;
         (t.key == key).then_some((t.type_name, t.trigger, t.stack))

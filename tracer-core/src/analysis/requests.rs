@@ -579,7 +579,7 @@ impl Requests {
         }
         for (slot, (_, _, id)) in best {
             let Some(r) = self.life.get((stream, id)) else { continue };
-            let (type_name, mut stack, since_ns) = (r.type_name, r.stack, r.idle_since_ns());
+            let (type_name, mut stack, since_ns) = (r.type_name, r.stack(), r.idle_since_ns());
             let mut inherited = false;
             if stack.is_none() {
                 stack = self.life.chain((stream, id), 16).iter().find_map(|l| l.stack);
@@ -815,7 +815,7 @@ impl Pass for Requests {
             Step::Before { res, .. } => {
                 let m = res.data;
                 let w = Waiting::of((stream, ev.id), res, t);
-                let stack = res.stack;
+                let stack = res.stack();
                 // Every callback is tracked, members or not: a parser's callback becomes a
                 // request's when Node starts one in it.
                 let active = self.active(stream);

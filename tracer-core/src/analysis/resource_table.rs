@@ -139,16 +139,15 @@ impl<X: Default> Table<X> {
 
     /// Hands every live resource to `f` in id order and empties the table, memory included.
     pub(crate) fn drain_sorted(&mut self, mut f: impl FnMut(u64, Resource<X>)) {
-        let mut ids: Vec<(u64, u32)> = Vec::with_capacity(self.len());
+        // Slot numbers, not (id, slot) pairs: a quarter of the memory on millions.
+        let mut slots: Vec<u32> = Vec::with_capacity(self.len());
         for (w, &bits) in self.used.iter().enumerate() {
-            for b in (0..64).filter(|b| bits & (1 << b) != 0) {
-                let i = (w * 64 + b) as u32;
-                ids.push((self.slot(i).id, i));
-            }
+            slots.extend((0..64).filter(|b| bits & (1 << b) != 0).map(|b| (w * 64 + b) as u32));
         }
-        ids.sort_unstable();
-        for (id, i) in ids {
-            f(id, std::mem::take(&mut self.slot_mut(i).res));
+        slots.sort_unstable_by_key(|&i| self.slot(i).id);
+        for i in slots {
+            let slot = self.slot_mut(i);
+            f(slot.id, std::mem::take(&mut slot.res));
         }
         *self = Table::default();
     }

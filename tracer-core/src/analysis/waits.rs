@@ -242,7 +242,7 @@ impl Waits {
             st.blockers.push_back(Blocker {
                 id: ev.id,
                 type_name: res.map(|r| r.type_name).or(unseen),
-                stack: res.and_then(|r| r.stack),
+                stack: res.and_then(|r| r.stack()),
                 start_ns,
                 end_ns: ev.time_ns,
                 owner,

@@ -485,7 +485,7 @@ impl Pass for LiveState {
         };
         match self.life.apply(ev) {
             Step::Init(res) => {
-                let (type_name, stack) = (res.type_name, res.stack);
+                let (type_name, stack) = (res.type_name, res.stack());
                 let row = self.row_of(cx, ev.stream, type_name, stack);
                 if let Some(res) = self.life.get_mut((ev.stream, ev.id)) {
                     res.data = row;

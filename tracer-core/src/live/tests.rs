@@ -65,7 +65,7 @@ impl Pass for LiveAt {
             return;
         }
         if let crate::analysis::Step::Init(res) = self.life.apply(ev) {
-            let stack = res.stack;
+            let stack = res.stack();
             res.data = cx.site(stack);
         }
     }
