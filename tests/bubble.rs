@@ -276,14 +276,7 @@ fn page_is_self_contained_and_works_in_chromium() {
     let scratch = Scratch::new("bubble-page");
     let trace = http_trace(&scratch);
     let page = scratch.path("bubbles.html");
-    let out = Command::new(asynctrace())
-        .arg("bubble")
-        .arg(&trace)
-        .arg("-o")
-        .arg(&page)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    write_page(&trace, &page);
     let html = std::fs::read_to_string(&page).unwrap();
     assert!(html.len() < 2 << 20, "{} bytes", html.len());
     for external in ["<script src", "<link", "@import", "url(", "https://", "fetch("] {
@@ -294,31 +287,9 @@ fn page_is_self_contained_and_works_in_chromium() {
     }
     assert!(html.contains("lib/db.js:7:5"));
 
-    let ensure = Command::new("bash")
-        .arg(root().join("scripts/ensure-chromium.sh"))
-        .output()
-        .unwrap();
-    if !ensure.status.success() {
-        // Only where Chromium cannot be installed (the script says why).
-        println!(
-            "skipped the browser part: {}",
-            String::from_utf8_lossy(&ensure.stderr).trim()
-        );
+    let Some(r) = browse(&page, "lib/db.js:7:5") else {
         return;
-    }
-    let chromium = String::from_utf8_lossy(&ensure.stdout).trim().to_owned();
-    let shots = root().join("target/test-artifacts");
-    std::fs::create_dir_all(&shots).unwrap();
-    let out = Command::new(support::node())
-        .arg(root().join("tests/bubble_browser.js"))
-        .arg(&chromium)
-        .arg(&page)
-        .arg(&shots)
-        .arg("lib/db.js:7:5")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let r: Value = serde_json::from_slice(&out.stdout).expect("the driver prints JSON");
+    };
     assert_eq!(r["errors"], serde_json::json!([]), "console errors: {r}");
     let names: Vec<&str> = r["bubbles"]
         .as_array()
@@ -340,9 +311,84 @@ fn page_is_self_contained_and_works_in_chromium() {
     assert_ne!(r["range"], "", "{r}");
     // Searching a file dims the bubbles that do not hold it.
     assert!(r["search_dim"].as_u64().unwrap() > 0, "{r}");
+    let shots = root().join("target/test-artifacts");
     for shot in ["bubble-page.png", "bubble-details.png", "bubble-timeline.png"] {
         assert!(shots.join(shot).metadata().unwrap().len() > 10_000, "{shot}");
     }
+}
+
+/// `asynctrace bubble trace -o page`.
+fn write_page(trace: &Path, page: &Path) {
+    let out = Command::new(asynctrace())
+        .arg("bubble")
+        .arg(trace)
+        .arg("-o")
+        .arg(page)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Loads `page` in headless Chromium through `tests/bubble_browser.js` (clicking the bubble
+/// named `click`) and returns what it found; `None` only where Chromium cannot be installed.
+fn browse(page: &Path, click: &str) -> Option<Value> {
+    let ensure = Command::new("bash")
+        .arg(root().join("scripts/ensure-chromium.sh"))
+        .output()
+        .unwrap();
+    if !ensure.status.success() {
+        // Only where Chromium cannot be installed (the script says why).
+        println!(
+            "skipped the browser part: {}",
+            String::from_utf8_lossy(&ensure.stderr).trim()
+        );
+        return None;
+    }
+    let chromium = String::from_utf8_lossy(&ensure.stdout).trim().to_owned();
+    let shots = root().join("target/test-artifacts");
+    std::fs::create_dir_all(&shots).unwrap();
+    let out = Command::new(support::node())
+        .arg(root().join("tests/bubble_browser.js"))
+        .arg(&chromium)
+        .arg(page)
+        .arg(&shots)
+        .arg(click)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: Value = serde_json::from_slice(&out.stdout).expect("the driver prints JSON");
+    assert_eq!(r["errors"], serde_json::json!([]), "console errors: {r}");
+    Some(r)
+}
+
+#[test]
+fn the_page_switches_between_threads_each_with_its_own_bubbles() {
+    let scratch = Scratch::new("bubble-page-threads");
+    let trace = scratch.path("worker.bin");
+    record_fixture(&trace, "worker.js");
+    let page = scratch.path("worker.html");
+    write_page(&trace, &page);
+    let Some(r) = browse(&page, "worker.js") else { return };
+    assert_eq!(r["views"], 2, "{r}");
+    let first = &r["view_labels"][0];
+    let switched = &r["switched"];
+    assert!(first.as_str().is_some_and(|l| l.contains("main thread")), "{r}");
+    assert!(
+        switched["label"].as_str().is_some_and(|l| l.contains("worker 1")),
+        "{r}"
+    );
+    // The worker's own flow: its timers and immediates, not the main thread's Worker handle.
+    assert_ne!(switched["bubbles"], r["bubbles"], "{r}");
+    assert!(
+        switched["types"].as_array().unwrap().iter().any(|t| t == "Timeout"),
+        "{r}"
+    );
+    assert!(r["types"].as_array().unwrap().iter().any(|t| t == "WORKER"), "{r}");
+    assert!(
+        switched["types"].as_array().unwrap().iter().all(|t| t != "WORKER"),
+        "{r}"
+    );
+    assert!(switched["details"].as_str().is_some_and(|d| !d.is_empty()), "{r}");
 }
 
 #[test]

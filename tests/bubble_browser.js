@@ -47,6 +47,14 @@ function once(method) {
   });
 }
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+// The resource types of the bubbles drawn, from the data the page shows for the current view.
+const TYPES = `(() => {
+  const data = JSON.parse(document.getElementById('data').textContent);
+  const v = data.views[+document.getElementById('view').value];
+  const out = new Set();
+  v.bubbles.forEach(b => (b.aggregates || []).forEach(a => out.add(a.type)));
+  return Array.from(out);
+})()`;
 
 async function main() {
   const errors = [];
@@ -74,6 +82,8 @@ async function main() {
   const result = {};
   result.bubbles = await evaluate("Array.from(document.querySelectorAll('#graph .bubble')).map(g => g.getAttribute('data-name'))");
   result.views = await evaluate("document.querySelectorAll('#view option').length");
+  result.view_labels = await evaluate("Array.from(document.querySelectorAll('#view option')).map(o => o.textContent)");
+  result.types = await evaluate(TYPES);
   await shot('bubble-page.png');
   result.clicked = await evaluate(`(() => {
     const g = Array.from(document.querySelectorAll('#graph .bubble')).find(g => g.getAttribute('data-name').includes(${JSON.stringify(clickName)}));
@@ -103,6 +113,23 @@ async function main() {
     return document.querySelectorAll('#graph .bubble.dim').length;
   })()`);
   await shot('bubble-search.png');
+  if (result.views > 1) {
+    // The second view (a worker thread, or another process): its own bubbles and details.
+    result.switched = await evaluate(`(() => {
+      document.getElementById('search').value = '';
+      document.getElementById('search').dispatchEvent(new Event('input', { bubbles: true }));
+      const sel = document.getElementById('view');
+      sel.value = '1';
+      sel.dispatchEvent(new Event('change', { bubbles: true }));
+      return {
+        label: sel.options[sel.selectedIndex].textContent,
+        bubbles: Array.from(document.querySelectorAll('#graph .bubble')).map(g => g.getAttribute('data-name')),
+        details: document.getElementById('details').textContent,
+      };
+    })()`);
+    result.switched.types = await evaluate(TYPES);
+    await shot('bubble-second-view.png');
+  }
   result.errors = errors;
   process.stdout.write(JSON.stringify(result) + '\n');
 }

@@ -301,15 +301,17 @@
     if (event === undefined) event = stagedEvent;
 
     // Writes a string definition; false when the ring has no room (the caller drops its event).
+    // `once`: only the next record uses this id, so the reader need not remember it (a label
+    // per request would otherwise grow the reader's table for as long as the app runs).
     // A string must fit the ring (or the staging batch) whole, and stay under the reader's
     // limit (MAX_STRING_LEN, 1 MiB): longer ones are not sent (an argv of megabytes loses its
     // metadata, never the events).
     const maxStringRecords = Math.min(mask, 1 << 15);
-    function defineString(id, text) {
+    function defineString(id, text, once) {
       const bytes = Buffer.from(String(text), 'utf8');
       const n = (bytes.length + 31) >> 5;
       if (n > maxStringRecords || !room(1 + n)) return false;
-      put(STRING + id * B, bytes.length, 0, 0);
+      put(STRING + (once === true ? 16 : 0) + id * B, bytes.length, 0, 0);
       for (let k = 0; k < n; k++) {
         u8.set(bytes.subarray(k * 32, k * 32 + 32), (wpos & mask) * 32);
         wpos++;
@@ -476,7 +478,7 @@
       let sid = 0;
       if (text !== undefined) {
         sid = nextStringId++;
-        if (!room(2) || !defineString(sid, text)) return false;
+        if (!room(2) || !defineString(sid, text, true)) return false;
       }
       if (!putNote(code, id, a, b, sid)) return false;
       publish();
@@ -1102,8 +1104,9 @@
       let sid = noteTexts.get(text);
       if (sid === undefined) {
         sid = nextStringId++;
-        if (!room(2) || !defineString(sid, text)) return false;
-        if (noteTexts.size < 10000) noteTexts.set(text, sid);
+        const keep = noteTexts.size < 10000;
+        if (!room(2) || !defineString(sid, text, !keep)) return false;
+        if (keep) noteTexts.set(text, sid);
       }
       return putNote(code, id, a, b, sid);
     }

@@ -391,6 +391,9 @@ pub struct TopArgs {
     /// A promise pending longer than this (s) is reported.
     #[arg(long, default_value_t = 5.0)]
     pub unsettled_s: f64,
+    /// An HTTP request open longer than this (s) is reported.
+    #[arg(long, default_value_t = 2.0)]
+    pub request_s: f64,
     /// How long completed resources are kept for the details view (s).
     #[arg(long, default_value_t = 10.0)]
     pub retain_s: f64,
@@ -415,4 +418,5 @@ pub enum Allowed {
     Unsettled,
     Growing,
     TimerLoop,
+    SlowRequest,
 }

@@ -39,6 +39,7 @@ impl HookCounts {
 
 struct PendingString {
     local_id: u64,
+    once: bool,
     len: usize,
     bytes: Vec<u8>,
 }
@@ -50,6 +51,9 @@ pub struct StreamDecoder {
     time_ns: u64,
     strings: HashMap<u64, StringId>,
     small: Vec<Option<StringId>>,
+    /// The last string marked "used once": only the next record refers to it, so it is not
+    /// kept in `strings` (which would grow by a label per request).
+    once: Option<(u64, StringId)>,
     pending: Option<PendingString>,
     counts: HookCounts,
     malformed: u64,
@@ -75,6 +79,7 @@ impl StreamDecoder {
             time_ns: 0,
             strings: HashMap::new(),
             small: Vec::new(),
+            once: None,
             pending: None,
             counts: HookCounts::default(),
             malformed: 0,
@@ -137,6 +142,11 @@ impl StreamDecoder {
         if let Some(&id) = self.strings.get(&local) {
             return id;
         }
+        if let Some((l, id)) = self.once {
+            if l == local {
+                return id;
+            }
+        }
         // An id the agent never defined (its definition was dropped, or the ring is foreign).
         *self.unknown.get_or_insert_with(|| out.intern("<unknown>"))
     }
@@ -150,6 +160,10 @@ impl StreamDecoder {
                 if p.bytes.len() == p.len {
                     let p = self.pending.take().expect("pending string");
                     match String::from_utf8(p.bytes) {
+                        Ok(text) if p.once => {
+                            self.once = Some((p.local_id, out.intern_once(&text)));
+                            self.last_string = Some((p.local_id, text));
+                        }
                         Ok(text) => {
                             let id = out.intern(&text);
                             self.define(p.local_id, id);
@@ -240,13 +254,14 @@ impl StreamDecoder {
                     self.time_ns = self.time_ns.max(ns.saturating_sub(self.start_ns));
                     continue;
                 }
-                Record::String { id, len } => {
+                Record::String { id, len, once } => {
                     if len == 0 {
                         let sid = out.intern("");
                         self.define(id, sid);
                     } else {
                         self.pending = Some(PendingString {
                             local_id: id,
+                            once,
                             len: len as usize,
                             bytes: Vec::with_capacity(len as usize),
                         });
@@ -366,9 +381,14 @@ mod tests {
     }
 
     fn string_records(id: u64, text: &str) -> Vec<RawRecord> {
+        string_records_once(id, text, false)
+    }
+
+    fn string_records_once(id: u64, text: &str, once: bool) -> Vec<RawRecord> {
         let mut v = vec![encode(&Record::String {
             id,
             len: text.len() as u32,
+            once,
         })];
         for chunk in text.as_bytes().chunks(RECORD_SIZE) {
             let mut raw = [0u8; RECORD_SIZE];
@@ -426,6 +446,46 @@ mod tests {
             assert_eq!(d.counts().init, 1);
             assert_eq!(d.malformed().0, 0);
         }
+    }
+
+    #[test]
+    fn strings_used_once_name_their_note_and_are_not_kept() {
+        // A label per request, each with its own agent id: one URL comes back, one is new.
+        let mut recs = Vec::new();
+        for (local, url) in [(70_000, "GET /a"), (70_001, "GET /b"), (70_002, "GET /a")] {
+            recs.extend(string_records_once(local, url, true));
+            recs.push(encode(&Record::Note {
+                id: 5,
+                code: 1,
+                string_id: local,
+                a: 1,
+                b: 0,
+            }));
+        }
+        let (items, d) = items(&recs, recs.len());
+        let mut texts = std::collections::HashMap::new();
+        let mut noted = Vec::new();
+        for i in &items {
+            match i {
+                Item::String { id, text } => {
+                    texts.insert(*id, text.clone());
+                }
+                Item::Event(Event {
+                    kind: EventKind::Note { text: Some(t), .. },
+                    ..
+                }) => noted.push((*t, texts[t].clone())),
+                _ => {}
+            }
+        }
+        let urls: Vec<_> = noted.iter().map(|(_, t)| t.as_str()).collect();
+        assert_eq!(urls, ["GET /a", "GET /b", "GET /a"]);
+        assert_eq!(noted[0].0, noted[2].0, "a recent text is written once");
+        assert_eq!(texts.len(), 2);
+        assert!(
+            d.strings.is_empty() && d.small.is_empty(),
+            "the decoder remembers no id used once"
+        );
+        assert_eq!(d.malformed().0, 0);
     }
 
     #[test]

@@ -13,13 +13,15 @@
 //! | `Before`, `After`, `Destroy` | | | async id | | |
 //! | `PromiseResolve` | | | async id | `executionAsyncId()` (0: unknown) | |
 //! | `Clock` | | | monotonic ns | | |
-//! | `String` | | string id | byte length | | |
+//! | `String` | 1: used once, by the next record | string id | byte length | | |
 //! | `Meta` | | string id of a JSON object | | | |
 //! | `Exit` | | | exit code | hook events seen | hook events dropped |
 //! | `Label` | | string id | async id | | |
 //! | `Note` | note code | string id (0: none) | async id (0: none) | a | b |
 //!
-//! A `String` record is followed by `ceil(len / 32)` raw records holding the UTF-8 bytes.
+//! A `String` record is followed by `ceil(len / 32)` raw records holding the UTF-8 bytes. A
+//! string marked "used once" (a note's text the agent does not keep an id for) is never
+//! referred to again, so the reader need not remember its id.
 //! Everything here comes from another process, so [`decode`] checks every field.
 
 /// Version of the record layout. Bump when a kind, a field or the packing of word 0 changes;
@@ -115,6 +117,8 @@ pub enum Record {
     String {
         id: u64,
         len: u32,
+        /// Only the next record uses it.
+        once: bool,
     },
     Meta {
         string_id: u64,
@@ -215,7 +219,11 @@ pub fn decode(raw: &RawRecord) -> Result<Record, DecodeError> {
             if len > MAX_STRING_LEN {
                 return Err(DecodeError::StringTooLong(len));
             }
-            Record::String { id: b, len: len as u32 }
+            Record::String {
+                id: b,
+                len: len as u32,
+                once: a == 1,
+            }
         }
         RecordKind::Meta => Record::Meta { string_id: b },
         RecordKind::Exit => Record::Exit {
@@ -257,7 +265,7 @@ pub fn encode(rec: &Record) -> RawRecord {
         Record::Destroy { id } => (pack(RecordKind::Destroy, 0, 0), id as f64, 0.0, 0.0),
         Record::PromiseResolve { id, by } => (pack(RecordKind::PromiseResolve, 0, 0), id as f64, by as f64, 0.0),
         Record::Clock { ns } => (pack(RecordKind::Clock, 0, 0), ns as f64, 0.0, 0.0),
-        Record::String { id, len } => (pack(RecordKind::String, 0, id), len as f64, 0.0, 0.0),
+        Record::String { id, len, once } => (pack(RecordKind::String, u32::from(once), id), len as f64, 0.0, 0.0),
         Record::Meta { string_id } => (pack(RecordKind::Meta, 0, string_id), 0.0, 0.0, 0.0),
         Record::Exit { code, seen, dropped } => {
             (pack(RecordKind::Exit, 0, 0), code as f64, seen as f64, dropped as f64)
@@ -308,7 +316,8 @@ mod tests {
             id().prop_map(|id| Record::Destroy { id }),
             (id(), id()).prop_map(|(id, by)| Record::PromiseResolve { id, by }),
             id().prop_map(|ns| Record::Clock { ns }),
-            (0u64..(1 << 33), 0u32..(MAX_STRING_LEN as u32)).prop_map(|(id, len)| Record::String { id, len }),
+            (0u64..(1 << 33), 0u32..(MAX_STRING_LEN as u32), any::<bool>())
+                .prop_map(|(id, len, once)| Record::String { id, len, once }),
             (0u64..(1 << 33)).prop_map(|string_id| Record::Meta { string_id }),
             (-1000i64..1000, id(), id()).prop_map(|(code, seen, dropped)| Record::Exit { code, seen, dropped }),
             (id(), 0u64..(1 << 33)).prop_map(|(id, string_id)| Record::Label { id, string_id }),

@@ -5,6 +5,8 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use crossbeam_channel::RecvTimeoutError;
+
 use anyhow::Context as _;
 use ratatui::crossterm::event::{self, Event, KeyEvent, KeyEventKind};
 use ratatui::DefaultTerminal;
@@ -39,6 +41,7 @@ pub fn options(args: &TopArgs) -> LiveOptions {
     let mut o = LiveOptions {
         blocking_ns: (args.blocking_ms * 1e6) as u64,
         unsettled_ns: (args.unsettled_s * 1e9) as u64,
+        request_ns: (args.request_s * 1e9) as u64,
         retain_ns: (args.retain_s * 1e9) as u64,
         ..Default::default()
     };
@@ -48,6 +51,7 @@ pub fn options(args: &TopArgs) -> LiveOptions {
             Allowed::Unsettled => o.allow.unsettled = true,
             Allowed::Growing => o.allow.growing = true,
             Allowed::TimerLoop => o.allow.timer_loop = true,
+            Allowed::SlowRequest => o.allow.slow_request = true,
         }
     }
     o
@@ -227,6 +231,19 @@ fn replay(args: &TopArgs, path: &Path) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// A key pressed already, without waiting (other terminal events and key releases are
+/// skipped).
+fn pressed_key() -> anyhow::Result<Option<KeyEvent>> {
+    while event::poll(Duration::ZERO).context("reading the keyboard")? {
+        if let Event::Key(key) = event::read().context("reading the keyboard")? {
+            if key.kind == KeyEventKind::Press {
+                return Ok(Some(key));
+            }
+        }
+    }
+    Ok(None)
+}
+
 /// The next key pressed before `deadline`, or `None` when it passed (other terminal events
 /// and key releases are skipped).
 fn next_key(deadline: Instant) -> anyhow::Result<Option<KeyEvent>> {
@@ -272,8 +289,11 @@ fn live(args: &TopArgs) -> anyhow::Result<ExitCode> {
         ..Default::default()
     };
     let fps = args.fps;
+    // The trace's clock starts when `record` starts, a moment after this: ages read from
+    // this origin are at most that moment too long.
+    let origin_ns = crate::cmd::record::monotonic_ns();
     let ui = Box::new(move |child: &mut Child| -> anyhow::Result<()> {
-        let outcome = watch(child, state, &rx, fps)?;
+        let outcome = watch(child, state, &rx, fps, origin_ns)?;
         if rx.skipped() > 0 {
             say!(
                 "asynctrace: the live view skipped {} events to keep up (the trace has every one)",
@@ -311,7 +331,7 @@ enum Outcome {
 }
 
 /// Runs the UI until the app exits or the user leaves.
-fn watch(child: &mut Child, state: LiveState, rx: &TapReceiver, fps: f64) -> anyhow::Result<Outcome> {
+fn watch(child: &mut Child, state: LiveState, rx: &TapReceiver, fps: f64, origin_ns: u64) -> anyhow::Result<Outcome> {
     let mut app = App::new(
         state,
         Clock {
@@ -324,32 +344,42 @@ fn watch(child: &mut Child, state: LiveState, rx: &TapReceiver, fps: f64) -> any
     let frame = Duration::from_secs_f64(1.0 / fps.max(1.0));
     let (mut terminal, _guard) = start_terminal()?;
     loop {
-        let start = Instant::now();
-        // Read for at most half a frame, so the UI stays responsive whatever the event rate;
-        // what does not fit waits in the channel (and is skipped, not lost from the trace,
-        // when the channel is full).
-        while start.elapsed() < frame / 2 {
-            match rx.rx.try_recv() {
-                Ok(batch) => app.state.apply_items(batch),
-                Err(_) => break,
-            }
-        }
+        let deadline = Instant::now() + frame;
         app.skipped = rx.skipped();
+        // A quiet (or hung) app records nothing, yet its requests and promises keep ageing.
+        app.state
+            .advance_clock(crate::cmd::record::monotonic_ns().saturating_sub(origin_ns));
         if child.try_wait().context("waiting for the app")?.is_some() {
             return Ok(Outcome::Exited);
         }
         if !app.clock.paused {
             terminal.draw(|f| app.draw(f)).context("drawing")?;
         }
-        let deadline = start + frame;
-        while let Some(key) = next_key(deadline)? {
-            match app.key(key) {
-                Some(Command::StopApp | Command::Quit) => return Ok(Outcome::Stop),
-                Some(Command::Detach) => return Ok(Outcome::Detach),
-                Some(Command::Pause) => app.clock.paused = !app.clock.paused,
-                Some(Command::Step | Command::Speed(_) | Command::Seek(_)) | None => {}
+        // Until the next frame: keys first, else the recorder's batches. Why read all the
+        // time rather than in a slice of each frame: the recorder sends in bursts and the
+        // channel holds only tens of milliseconds at millions of events per second, so a view
+        // that rested between frames skipped events it had the time to read.
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            if let Some(key) = pressed_key()? {
+                match app.key(key) {
+                    Some(Command::StopApp | Command::Quit) => return Ok(Outcome::Stop),
+                    Some(Command::Detach) => return Ok(Outcome::Detach),
+                    Some(Command::Pause) => app.clock.paused = !app.clock.paused,
+                    Some(Command::Step | Command::Speed(_) | Command::Seek(_)) | None => {}
+                }
+                terminal.draw(|f| app.draw(f)).context("drawing")?;
+                continue;
             }
-            terminal.draw(|f| app.draw(f)).context("drawing")?;
+            // A short wait, so that a key is seen within a few milliseconds.
+            match rx.rx.recv_timeout(left.min(KEY_POLL)) {
+                Ok(batch) => app.state.apply_items(batch),
+                Err(RecvTimeoutError::Timeout) => {}
+                // The recorder is gone (the app is exiting): only keys until the next frame.
+                Err(RecvTimeoutError::Disconnected) => std::thread::sleep(left.min(KEY_POLL)),
+            }
         }
     }
 }
+
+/// How long the live view waits for the recorder before it looks at the keyboard again.
+const KEY_POLL: Duration = Duration::from_millis(3);

@@ -12,6 +12,7 @@ use super::input::{Action, Edit};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum View {
     Resources,
+    Requests,
     Details(RowId),
     Warnings,
     Tree,
@@ -205,13 +206,15 @@ impl App {
             }
             Action::NextView => {
                 self.view = match self.view {
-                    View::Resources | View::Details(_) => View::Warnings,
+                    View::Resources | View::Details(_) => View::Requests,
+                    View::Requests => View::Warnings,
                     View::Warnings => View::Tree,
                     View::Tree | View::Help => View::Resources,
                 };
                 self.back = self.view;
             }
             Action::Resources => self.switch(View::Resources),
+            Action::Requests => self.switch(View::Requests),
             Action::Warnings => self.switch(View::Warnings),
             Action::Tree => self.switch(View::Tree),
             Action::Help => {

@@ -12,7 +12,7 @@ const KEYS: &[(&str, &str)] = &[
     ("i", "invert the sort order"),
     ("Enter", "details of the selected site; in the tree, expand or collapse"),
     ("Esc", "back"),
-    ("Tab  r w t", "next view; resources, warnings, tree"),
+    ("Tab  r R w t", "next view; resources, requests, warnings, tree"),
     ("/", "filter by type, site or path (Enter keeps it, Esc clears it)"),
     ("p", "show one thread after another, then all"),
     ("space", "pause / resume (a live app keeps running and recording)"),
@@ -27,7 +27,7 @@ pub fn draw(frame: &mut Frame, area: Rect) {
         .iter()
         .map(|(k, what)| {
             Line::from(vec![
-                Span::styled(format!("  {k:<12}"), Style::new().cyan().bold()),
+                Span::styled(format!("  {k:<14}"), Style::new().cyan().bold()),
                 Span::raw(*what),
             ])
         })

@@ -8,6 +8,7 @@ mod fmt;
 mod header;
 mod help;
 pub mod input;
+mod requests;
 mod resources;
 mod tree;
 mod warnings;
@@ -39,6 +40,7 @@ pub fn draw(frame: &mut Frame, app: &mut App, snap: &Snapshot) {
     }
     match app.view {
         View::Resources => resources::draw(frame, body, app, snap),
+        View::Requests => requests::draw(frame, body, app),
         View::Details(row) => details::draw(frame, body, app, row),
         View::Warnings => warnings::draw(frame, body, app, snap),
         View::Tree => tree::draw(frame, body, app),
@@ -66,6 +68,7 @@ fn footer(frame: &mut Frame, area: Rect, app: &App) {
         (None, None) => {
             let views = [
                 (View::Resources, "r resources"),
+                (View::Requests, "R requests"),
                 (View::Warnings, "w warnings"),
                 (View::Tree, "t tree"),
             ];
@@ -85,6 +88,7 @@ fn footer(frame: &mut Frame, area: Rect, app: &App) {
                 }
                 View::Details(_) => "  Esc back · ? help · q quit",
                 View::Tree => "  jk move · ⏎ expand · p threads · ? help · q quit",
+                View::Requests => "  jk move · p threads · ? help · q quit",
                 _ => "  Esc back · ? help · q quit",
             };
             spans.push(Span::raw(keys).dim());

@@ -69,9 +69,22 @@ fn state() -> LiveState {
     state
 }
 
+/// `synth::stuck_request_trace` at 2.9 s: request #1 has been open for 2.4 s.
+fn requests_state() -> LiveState {
+    let trace = tracer_core::analysis::synth::stuck_request_trace();
+    let mut replay = Replay::new(TraceReader::new(&trace[..]).unwrap());
+    let mut state = replay.state(LiveOptions::default());
+    while replay.advance(&mut state, 2_900_000_000, 1000).unwrap() == Progress::More {}
+    state
+}
+
 fn app() -> App {
+    app_of(state())
+}
+
+fn app_of(state: LiveState) -> App {
     App::new(
-        state(),
+        state,
         Clock {
             live: false,
             paused: true,
@@ -164,9 +177,49 @@ fn warnings_tree_help_and_threads_views() {
 }
 
 #[test]
+fn requests_view_shows_the_open_request_where_it_waits_and_the_latest_finished() {
+    let mut app = app_of(requests_state());
+    app.act(Action::Requests);
+    let text = render(&mut app, 120, 24);
+    check("requests_120x24", &text);
+    let open = text.lines().position(|l| l.contains("Open now")).unwrap();
+    let recent = text.lines().position(|l| l.contains("Latest closed")).unwrap();
+    let stuck = text.lines().position(|l| l.contains("POST /checkout")).unwrap();
+    assert!(stuck > open && stuck < recent, "{text}");
+    let line = text.lines().nth(stuck).unwrap();
+    assert!(
+        line.contains("2.40s") && line.contains("PROMISE at lib/pool.js:23:9"),
+        "{line}"
+    );
+    let newest = text.lines().nth(recent + 2).unwrap();
+    assert!(newest.contains("GET /orders/32") && newest.contains("200"), "{text}");
+    assert!(text.contains("1 open") && text.contains("31 finished"), "{text}");
+    check("requests_80x24", &render(&mut app, 80, 24));
+    app.act(Action::Warnings);
+    let text = render(&mut app, 120, 12);
+    assert!(
+        text.contains("request POST /checkout #1 (thread 0) open for 2.40s"),
+        "{text}"
+    );
+    app.act(Action::NextView);
+    assert_eq!(app.view, View::Tree);
+}
+
+#[test]
 fn tiny_terminals_do_not_panic() {
+    let mut reqs = app_of(requests_state());
+    reqs.act(Action::Requests);
+    for (w, h) in [(1, 1), (2, 2), (10, 3), (20, 5), (30, 8), (200, 4)] {
+        render(&mut reqs, w, h);
+    }
     let mut app = app();
-    for view in [Action::Resources, Action::Warnings, Action::Tree, Action::Help] {
+    for view in [
+        Action::Resources,
+        Action::Requests,
+        Action::Warnings,
+        Action::Tree,
+        Action::Help,
+    ] {
         app.act(view);
         for (w, h) in [(1, 1), (2, 2), (10, 3), (20, 5), (30, 8), (200, 4)] {
             render(&mut app, w, h);

@@ -24,6 +24,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, snap: &Snapshot) {
                 WarningKind::Unsettled => ("unsettled", Style::new().magenta().bold()),
                 WarningKind::Growing => ("growing  ", Style::new().yellow().bold()),
                 WarningKind::TimerLoop => ("timer loop", Style::new().blue().bold()),
+                WarningKind::SlowRequest => ("request  ", Style::new().red().bold()),
             };
             Line::from(vec![
                 Span::styled(format!(" ⚠ {label} "), style),
@@ -36,7 +37,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, snap: &Snapshot) {
     }
     lines.push(Line::from(""));
     lines.push(
-        Line::from(" Switch a warning off with --allow blocking|unsettled|growing|timer-loop; thresholds: see --help.")
+        Line::from(" Switch a warning off with --allow blocking|unsettled|growing|timer-loop|slow-request; thresholds: see --help.")
             .dim(),
     );
     frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }).block(block), area);

@@ -40,11 +40,11 @@ impl Blame {
             let settler = life.get((stream, by));
             b.settler_owner = settler.map(&owner).unwrap_or_default();
             let p = life.get((stream, awaited));
-            b.settled_ns = p.and_then(|r| r.resolve_ns).or(w.resolve_ns);
+            b.settled_ns = p.and_then(|r| r.resolve_ns()).or(w.resolve_ns);
             b.awaited = p
                 .filter(|_| awaited != w.key.1)
-                .map(|r| (awaited, r.type_name, r.stack));
-            b.by = settler.map(|r| (by, r.type_name, r.stack, owner(r)));
+                .map(|r| (awaited, r.type_name, r.stack()));
+            b.by = settler.map(|r| (by, r.type_name, r.stack(), owner(r)));
         }
         b
     }

@@ -191,6 +191,9 @@ pub struct Bubbles {
     aggs: Vec<Agg>,
     agg_ids: FxMap<AggKey, u32>,
     bubs: Vec<Bub>,
+    /// The bubble started by each (stream, type, site): the same code reached again by
+    /// another path joins it.
+    bub_ids: FxMap<(StreamId, StringId, SiteId), u32>,
     /// (from bubble, to bubble, settles) → link.
     links: FxMap<(u32, u32, bool), LinkAcc>,
     /// Per type string: category and glue, computed once.
@@ -223,7 +226,10 @@ impl Bubbles {
             limit: 50,
         };
         // Requests whose waits are placed in the view: unfinished and slowest first.
-        let req_opts = RequestOptions { limit: 500 };
+        let req_opts = RequestOptions {
+            limit: 500,
+            ..Default::default()
+        };
         (
             Leaks::new(LeakOptions::default()),
             Slow::new(slow_opts),
@@ -239,6 +245,7 @@ impl Bubbles {
             aggs: Vec::new(),
             agg_ids: FxMap::default(),
             bubs: Vec::new(),
+            bub_ids: FxMap::default(),
             links: FxMap::default(),
             kinds: Vec::new(),
             findings: None,
@@ -295,6 +302,30 @@ impl Bubbles {
         let bubble = match self.aggs.get(parent as usize) {
             Some(p) if !splits(p, party, category, glue, type_name) => p.bubble,
             p => {
+                // The same code reached again by another path (the first requests of a
+                // keep-alive client start from the listen callback, the rest from the response
+                // before; node core's parents differ where the user's code does not): one
+                // bubble, with a link from each path (a loop is a link back up). The layout
+                // follows each bubble's first parent, which stays a tree.
+                if let Some(b) = site.and_then(|s| self.bub_ids.get(&(stream, type_name, s)).copied()) {
+                    self.bubs[b as usize].aggs.push(id);
+                    self.push_agg(Agg {
+                        key,
+                        party,
+                        category,
+                        glue,
+                        bubble: b,
+                        stack,
+                        resources: 0,
+                        callbacks: 0,
+                        sync_ns: 0,
+                        wait_ns: 0,
+                    });
+                    return id;
+                }
+                if let Some(s) = site {
+                    self.bub_ids.insert((stream, type_name, s), self.bubs.len() as u32);
+                }
                 let b = self.bubs.len() as u32;
                 self.bubs.push(Bub {
                     stream,
@@ -313,7 +344,7 @@ impl Bubbles {
             }
         };
         self.bubs[bubble as usize].aggs.push(id);
-        self.aggs.push(Agg {
+        self.push_agg(Agg {
             key,
             party,
             category,
@@ -325,8 +356,12 @@ impl Bubbles {
             sync_ns: 0,
             wait_ns: 0,
         });
-        self.agg_ids.insert(key, id);
         id
+    }
+
+    fn push_agg(&mut self, agg: Agg) {
+        self.agg_ids.insert(agg.key, self.aggs.len() as u32);
+        self.aggs.push(agg);
     }
 
     fn parent_bubble(&self, agg: u32, res_trigger: u64, stream: StreamId) -> u32 {
@@ -471,7 +506,7 @@ impl Pass for Bubbles {
                 // A promise settled by a callback of another bubble: control came back from
                 // there (the wait model's "settled by").
                 let to = self.aggs[res.data as usize].bubble;
-                if res.resolve_ns == Some(ev.time_ns) && res.resolved_by == by {
+                if res.resolve_ns() == Some(ev.time_ns) && res.resolved_by == by {
                     if let Some(from) = settler.filter(|&f| f != to) {
                         let since = res.init_ns;
                         let l = self.links.entry((from, to, true)).or_default();
@@ -491,7 +526,7 @@ impl Pass for Bubbles {
             s.stream_end(cx, stream, end_ns);
             r.stream_end(cx, stream, end_ns);
         }
-        self.life.drain_stream(stream, |_, _| {});
+        self.life.clear_stream(stream);
     }
 }
 

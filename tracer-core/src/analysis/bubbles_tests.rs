@@ -102,3 +102,46 @@ fn recursion_folds_and_unions_count_concurrency_once() {
     assert!((pair.wait_ms - 20.0).abs() < 1e-6, "{pair:?}");
     assert!((pair.wait_union_ms - 15.0).abs() < 1e-6, "{pair:?}");
 }
+
+/// The same handler reached through two node-core paths (a TCPWRAP's callback, and a
+/// TickObject's under another socket): one bubble, linked from both.
+#[test]
+fn the_same_code_under_different_node_core_parents_is_one_bubble() {
+    let mut s = Synth::in_memory();
+    let st = s.stream(1, 0).unwrap();
+    s.init(st, 0.0, 5, "TCPWRAP", 1, None).unwrap();
+    s.init(st, 0.0, 6, "HTTPCLIENTREQUEST", 1, None).unwrap();
+    s.before(st, 1.0, 5).unwrap();
+    s.init(st, 1.0, 10, "PROMISE", 5, Some("handle\tlib/handler.js:6:26"))
+        .unwrap();
+    s.after(st, 1.2, 5).unwrap();
+    s.before(st, 2.0, 6).unwrap();
+    s.init(st, 2.0, 7, "TickObject", 6, None).unwrap();
+    s.after(st, 2.1, 6).unwrap();
+    s.before(st, 2.2, 7).unwrap();
+    s.init(st, 2.2, 11, "PROMISE", 7, Some("handle\tlib/handler.js:6:26"))
+        .unwrap();
+    s.after(st, 2.3, 7).unwrap();
+    s.end_stream(st, 9).unwrap();
+    let r = bubbles(&s.finish().unwrap());
+    let v = &r.views[0];
+    let holding: Vec<_> = v
+        .bubbles
+        .iter()
+        .filter(|b| {
+            b.aggregates
+                .iter()
+                .any(|a| a.site.as_deref() == Some("lib/handler.js:6:26"))
+        })
+        .collect();
+    assert_eq!(holding.len(), 1, "{v:#?}");
+    let handler = holding[0];
+    assert_eq!(handler.resources, 2);
+    assert_eq!(handler.aggregates.len(), 2, "one aggregate per parent: {handler:#?}");
+    let into: Vec<_> = v
+        .links
+        .iter()
+        .filter(|l| l.to == handler.id && l.kind == "created")
+        .collect();
+    assert_eq!(into.len(), 2, "a link from each path: {:#?}", v.links);
+}

@@ -6,14 +6,11 @@ use std::io::Read;
 
 use super::lifecycle::FxMap;
 use super::position::Positions;
-use crate::trace::{Batch, Event, EventKind, Item, StreamId, StringId, TraceError, TraceMeta, TraceReader};
+use super::strings::{Strings, SITE_NONE, SITE_UNKNOWN};
+use crate::trace::{notes, Batch, Event, EventKind, Item, StreamId, StringId, TraceError, TraceMeta, TraceReader};
 
 /// Index of a distinct creation site (`path:line:col`) in [`Context::site_text`].
 pub type SiteId = u32;
-
-/// Not yet computed / no user frame, in the per-string site cache.
-const SITE_UNKNOWN: u32 = u32::MAX;
-const SITE_NONE: u32 = u32::MAX - 1;
 
 /// String ids from here on stand for an inferred stack: `ALIAS_BASE + i` reads as the stack
 /// `aliases[i]`. A trace's own string ids are dense from 0, far below it.
@@ -54,9 +51,7 @@ pub struct Context {
     /// Hook events skipped because the app gave them invalid async ids, over all streams
     /// (the recorder notes them in a stream's metadata).
     pub invalid_ids: u64,
-    strings: Vec<String>,
-    /// Per string id: the site of that string read as a stack (lazily computed).
-    stack_site: Vec<u32>,
+    strings: Strings,
     sites: Vec<String>,
     site_ids: HashMap<String, SiteId>,
     /// Where resources were created in the program's structure, and the sites each position
@@ -80,7 +75,7 @@ impl Context {
     /// The text of a string id; `?` for an id the trace never defined (the reader rejects
     /// such traces, but a pass must not panic on one).
     pub fn string(&self, id: StringId) -> &str {
-        self.strings.get(self.resolve(id) as usize).map_or("?", String::as_str)
+        self.strings.get(self.resolve(id)).unwrap_or("?")
     }
 
     /// The recorded string an inferred stack stands for; any other id as it is.
@@ -104,6 +99,7 @@ impl Context {
     /// had (marked as inferred, see [`Context::is_inferred`]). The driver [`run`] calls it;
     /// a caller feeding passes itself must too.
     pub fn observe(&mut self, ev: &Event) -> Event {
+        self.note_use(ev);
         let Some(pos) = self.positions.observe(ev) else {
             return *ev;
         };
@@ -119,7 +115,7 @@ impl Context {
         match stack {
             Some(s) => {
                 if let Some(site) = self.site(Some(s)) {
-                    let len = self.strings.get(s as usize).map_or(0, String::len);
+                    let len = self.strings.get(s).map_or(0, str::len);
                     self.positions.vote(pos, s, site, len);
                 }
                 *ev
@@ -151,21 +147,59 @@ impl Context {
         }
     }
 
+    /// Tells the string table how an event uses its strings, for [`Context::forget_strings`].
+    #[inline]
+    fn note_use(&mut self, ev: &Event) {
+        match ev.kind {
+            EventKind::Init { type_name, stack, .. } => {
+                self.strings.keep(type_name);
+                if let Some(s) = stack {
+                    self.strings.keep(s);
+                }
+            }
+            EventKind::Label { text } => self.strings.pass(text),
+            EventKind::Note {
+                code, text: Some(t), ..
+            } => match code {
+                notes::REQUEST_START | notes::OUTGOING_START | notes::ALIVE | notes::WARNING => self.strings.pass(t),
+                // Frames and type names: later notes refer to them by id.
+                _ => self.strings.keep(t),
+            },
+            _ => {}
+        }
+    }
+
     /// Defines a string (the driver does this for every string item).
     pub fn define_string(&mut self, id: StringId, text: String) {
-        let i = id as usize;
-        if self.strings.len() <= i {
-            self.strings.resize(i + 1, String::new());
-            self.stack_site.resize(i + 1, SITE_UNKNOWN);
+        self.strings.define(id, text);
+    }
+
+    /// From now on (call before the first string), forget texts that only a moment used (a
+    /// request's label, a note's) once no event can use them again, so that a view over a
+    /// long run keeps flat memory; see [`Context::forget_strings`].
+    pub fn forgetting_strings(mut self) -> Self {
+        self.strings.forget();
+        self
+    }
+
+    /// Forgets what [`Context::forgetting_strings`] allows, except the strings `held` (a
+    /// pass's open requests' labels, asked for only when a sweep is due); cheap to call
+    /// after every batch.
+    pub fn forget_strings<F: Fn(StringId) -> bool>(&mut self, held: impl FnOnce() -> F) {
+        if self.strings.sweep_due() {
+            self.strings.sweep(held());
         }
-        self.strings[i] = text;
-        self.stack_site[i] = SITE_UNKNOWN;
+    }
+
+    /// Strings held now (all of the trace's unless forgetting).
+    pub fn strings_held(&self) -> usize {
+        self.strings.len()
     }
 
     /// The creation site of a resource with this stack: the location of its first frame.
     pub fn site(&mut self, stack: Option<StringId>) -> Option<SiteId> {
         let stack = self.resolve(stack?);
-        let cached = *self.stack_site.get(stack as usize)?;
+        let cached = self.strings.site(stack)?;
         match cached {
             SITE_NONE => None,
             SITE_UNKNOWN => {
@@ -174,7 +208,7 @@ impl Context {
                     None => SITE_NONE,
                     Some(text) => self.intern_site(text),
                 };
-                self.stack_site[stack as usize] = id;
+                self.strings.set_site(stack, id);
                 (id != SITE_NONE).then_some(id)
             }
             id => Some(id),

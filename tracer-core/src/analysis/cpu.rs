@@ -220,6 +220,8 @@ pub fn short_frame(frame: &str) -> String {
 
 /// How long after a callback its samples may still come (the agent's chunk period is 1 s).
 const MAX_LATE_NS: u64 = 5_000_000_000;
+/// Callback windows kept per thread at most, whatever the callback rate (32 MiB).
+const MAX_WINDOWS: usize = 1 << 20;
 
 #[derive(Debug, Clone, Copy)]
 struct Window {
@@ -251,10 +253,20 @@ impl Windows {
         let q = self.of(stream);
         // The agent writes a chunk at the first callback end a second after the last one, so
         // a callback that ended seconds before this one has all its samples (or none come).
-        while q
-            .front()
-            .is_some_and(|w| w.end_ns.is_some_and(|e| e + MAX_LATE_NS < start_ns))
-        {
+        // A window still open seconds after it started, while another callback starts now,
+        // lost its `after` (dropped records, or a live view that skipped events): it would
+        // keep every later window, so it goes too (its samples, if any come, go unattributed).
+        while let Some(w) = q.front() {
+            let done = match w.end_ns {
+                Some(e) => e + MAX_LATE_NS < start_ns,
+                None => w.start_ns + MAX_LATE_NS < start_ns,
+            };
+            if !done {
+                break;
+            }
+            q.pop_front();
+        }
+        if q.len() >= MAX_WINDOWS {
             q.pop_front();
         }
         q.push_back(Window {
@@ -605,5 +617,20 @@ mod tests {
         assert!(!is_user("(garbage collector)"));
         assert_eq!(short_frame("blur\tlib/blur.js:5:10"), "blur lib/blur.js:5");
         assert_eq!(short_frame("(program)"), "(program)");
+    }
+
+    #[test]
+    fn a_callback_whose_end_was_lost_does_not_keep_every_later_window() {
+        let mut w = Windows::default();
+        w.open(0, 10, 0, 0); // its after never comes
+        let ms = 1_000_000;
+        for i in 0..20_000u64 {
+            w.open(0, 100 + i, i * ms, 0);
+            w.close(0, 100 + i, i * ms + 10, 0);
+        }
+        // About the last 5 s of windows, not all 20 s.
+        let kept = w.streams[0].len();
+        assert!((5_000..=5_100).contains(&kept), "{kept}");
+        assert!(w.streams[0].iter().all(|x| x.id != 10));
     }
 }

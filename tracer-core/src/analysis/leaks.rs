@@ -310,7 +310,7 @@ impl Leaks {
     }
 
     fn classify(&mut self, cx: &mut Context, key: Key, res: &Resource<LeakData>) -> Option<LeakClass> {
-        if res.before_ns.is_some() {
+        if res.before_ns().is_some() {
             self.running += 1;
             return None;
         }
@@ -324,7 +324,7 @@ impl Leaks {
             return None;
         }
         let class = match (kind, verdict) {
-            (Kind::Promise, _) if res.resolve_ns.is_some() => {
+            (Kind::Promise, _) if res.resolve_ns().is_some() => {
                 self.settled += 1;
                 return None;
             }
@@ -451,7 +451,7 @@ fn infer_sites(cx: &mut Context, life: &Lifecycle<LeakData>, found: &[(Key, Leak
             continue;
         }
         let kinds = sibling_keys(cx, life, key, class, res);
-        match cx.site(res.stack) {
+        match cx.site(res.stack()) {
             Some(site) => {
                 for k in kinds.into_iter().flatten() {
                     let v = votes.entry(k).or_insert(Some(site));
@@ -460,7 +460,7 @@ fn infer_sites(cx: &mut Context, life: &Lifecycle<LeakData>, found: &[(Key, Leak
                     }
                 }
             }
-            None if res.stack.is_none() => missing.push((key, kinds)),
+            None if res.stack().is_none() => missing.push((key, kinds)),
             None => {}
         }
     }
@@ -641,27 +641,28 @@ impl Pass for Leaks {
             acc.oldest_age_ns = acc.oldest_age_ns.max(end_ns.saturating_sub(s.first_init_ns));
         }
         let mut found: Vec<(Key, LeakClass)> = Vec::new();
-        let alive: Vec<(Key, Resource<LeakData>)> =
-            self.life.iter_stream(stream).map(|(k, r)| (k, r.clone())).collect();
+        // Taken out while its resources are read, so that the pass can update itself meanwhile
+        // (a copy of them would double the memory of a trace with millions alive).
+        let life = std::mem::replace(&mut self.life, Lifecycle::with_tombstones(0));
         let why = self.snaps.get(stream as usize).map_or(0, |s| s.why);
-        for (key, res) in &alive {
-            if let Some(class) = self.classify(cx, *key, res) {
-                found.push((*key, class));
+        for (key, res) in life.iter_stream(stream) {
+            if let Some(class) = self.classify(cx, key, res) {
+                found.push((key, class));
             }
         }
-        let inferred = infer_sites(cx, &self.life, &found);
-        for (key, res) in &alive {
+        let inferred = infer_sites(cx, &life, &found);
+        for (key, res) in life.iter_stream(stream) {
             if let Verdict::Open { refd, node } = self.verdict(key.0, res) {
                 let node = node || (self.kind(cx, res.type_name) == Kind::Stdio && res.callbacks == 0);
-                let site = cx.site(res.stack).or_else(|| inferred.get(key).copied());
-                self.alive.add(cx, *key, res, site, refd, node, end_ns, why);
+                let site = cx.site(res.stack()).or_else(|| inferred.get(&key).copied());
+                self.alive.add(cx, key, res, site, refd, node, end_ns, why);
             }
         }
         for (key, class) in found {
-            let Some(res) = self.life.get(key) else {
+            let Some(res) = life.get(key) else {
                 continue;
             };
-            let own = cx.site(res.stack);
+            let own = cx.site(res.stack());
             let guess = if own.is_none() {
                 inferred.get(&key).copied()
             } else {
@@ -669,13 +670,12 @@ impl Pass for Leaks {
             };
             let site = own.or(guess);
             let age = end_ns.saturating_sub(res.init_ns);
-            let (type_name, stack, init_ns) = (res.type_name, res.stack, res.init_ns);
+            let (type_name, stack, init_ns) = (res.type_name, res.stack(), res.init_ns);
             let refd = match self.verdict(key.0, res) {
                 Verdict::Open { refd, .. } => Some(u64::from(refd)),
                 _ => None,
             };
             let (period_ms, endpoint) = (res.data.period_ms, res.data.endpoint);
-            let life = &self.life;
             let acc = self.groups.entry((class, type_name, site)).or_insert_with(|| GroupAcc {
                 count: 0,
                 oldest_age_ns: 0,
@@ -703,6 +703,7 @@ impl Pass for Leaks {
                 acc.endpoint = endpoint;
             }
         }
-        self.life.drain_stream(stream, |_, _| {});
+        self.life = life;
+        self.life.clear_stream(stream);
     }
 }

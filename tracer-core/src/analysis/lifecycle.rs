@@ -11,6 +11,7 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
+use super::resource_table::Table;
 use super::FIRST_RESOURCE_ID;
 use crate::trace::{Event, EventKind, StreamId, StringId};
 
@@ -18,18 +19,19 @@ use crate::trace::{Event, EventKind, StreamId, StringId};
 pub type Key = (StreamId, u64);
 
 /// One live resource. `X` is the data a pass attaches (default: none).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+///
+/// Kept small: a trace can hold millions of these at once (see `resource_table`).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Resource<X = ()> {
     pub type_name: StringId,
     pub trigger: u64,
-    /// `executionAsyncId()` at init.
-    pub exec: u64,
-    pub stack: Option<StringId>,
+    /// Its creation stack, [`NONE`] for none (see [`Resource::stack`]).
+    pub(crate) stack_id: StringId,
     pub init_ns: u64,
-    /// When the callback running now started, if one is.
-    pub before_ns: Option<u64>,
-    /// Where the next async wait starts: the init, or the last after.
-    pub idle_since_ns: u64,
+    /// Outside a callback: where the next async wait starts (the init, or the last after).
+    /// In one ([`RUNNING`] set): when it started; the next wait then starts where the wait
+    /// before it did (`wait_from_ns`), so one field holds both.
+    pub(crate) mark: u64,
     /// Callbacks started (befores).
     pub callbacks: u32,
     /// Sum of the sync times of its finished callbacks.
@@ -38,13 +40,81 @@ pub struct Resource<X = ()> {
     pub wait_ns: u64,
     /// Where the wait before its latest callback started (the wait model compares waits).
     pub wait_from_ns: u64,
-    pub resolve_ns: Option<u64>,
+    /// `NOT_RESOLVED` until its first promiseResolve.
+    pub(crate) resolve: u64,
     /// The resource whose callback settled this promise (`executionAsyncId()` at its first
     /// promiseResolve); 0 when not recorded or settled outside any callback.
     pub resolved_by: u64,
-    /// The last label the agent attached (e.g. `GET /users/7`).
-    pub label: Option<StringId>,
+    /// The last label the agent attached (e.g. `GET /users/7`), [`NONE`] for none.
+    pub(crate) label_id: StringId,
     pub data: X,
+}
+
+/// The bit of `Resource::mark` set while a callback runs. Times are clamped below it (2^63 ns
+/// is 292 years: only a damaged trace reaches it).
+const RUNNING: u64 = 1 << 63;
+const NOT_RESOLVED: u64 = u64::MAX;
+/// No string: a trace's own ids are dense from 0, and inferred stacks' aliases stay far
+/// below it.
+const NONE: StringId = u32::MAX;
+
+impl<X: Default> Default for Resource<X> {
+    fn default() -> Self {
+        Resource {
+            type_name: 0,
+            trigger: 0,
+            stack_id: NONE,
+            init_ns: 0,
+            mark: 0,
+            callbacks: 0,
+            sync_ns: 0,
+            wait_ns: 0,
+            wait_from_ns: 0,
+            resolve: NOT_RESOLVED,
+            resolved_by: 0,
+            label_id: NONE,
+            data: X::default(),
+        }
+    }
+}
+
+impl<X> Resource<X> {
+    /// When the callback running now started, if one is.
+    pub fn before_ns(&self) -> Option<u64> {
+        (self.mark & RUNNING != 0).then_some(self.mark & !RUNNING)
+    }
+
+    /// Where the next async wait starts: the init, or the last after.
+    pub fn idle_since_ns(&self) -> u64 {
+        if self.mark & RUNNING != 0 {
+            self.wait_from_ns
+        } else {
+            self.mark
+        }
+    }
+
+    /// Its creation stack, if the agent took one (or one was inferred).
+    pub fn stack(&self) -> Option<StringId> {
+        (self.stack_id != NONE).then_some(self.stack_id)
+    }
+
+    pub fn set_stack(&mut self, stack: Option<StringId>) {
+        self.stack_id = stack.unwrap_or(NONE);
+    }
+
+    /// The last label the agent attached (e.g. `GET /users/7`).
+    pub fn label(&self) -> Option<StringId> {
+        (self.label_id != NONE).then_some(self.label_id)
+    }
+
+    pub fn set_label(&mut self, label: Option<StringId>) {
+        self.label_id = label.unwrap_or(NONE);
+    }
+
+    /// When it was first resolved (promises).
+    pub fn resolve_ns(&self) -> Option<u64> {
+        (self.resolve != NOT_RESOLVED).then_some(self.resolve)
+    }
 }
 
 /// What an event did, as [`Lifecycle::apply`] reports it.
@@ -116,6 +186,7 @@ impl Hasher for FxHasher {
 }
 
 pub(crate) type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
+pub(crate) type FxSet<K> = std::collections::HashSet<K, BuildHasherDefault<FxHasher>>;
 
 /// Default size of the recently-destroyed cache (entries): ~2.5 MB.
 const DEFAULT_TOMBS: usize = 1 << 16;
@@ -123,7 +194,8 @@ const DEFAULT_TOMBS: usize = 1 << 16;
 /// Tracks the live resources of every stream. See the module docs.
 #[derive(Debug)]
 pub struct Lifecycle<X = ()> {
-    live: FxMap<Key, Resource<X>>,
+    /// Indexed by stream (the reader numbers them densely from 0).
+    live: Vec<Table<X>>,
     /// Direct-mapped by key hash: a destroyed resource stays findable until another one
     /// lands in its slot.
     tombs: Vec<Option<Tomb>>,
@@ -142,10 +214,18 @@ impl<X: Default> Lifecycle<X> {
     pub fn with_tombstones(tombs: usize) -> Self {
         let n = if tombs == 0 { 0 } else { tombs.next_power_of_two() };
         Lifecycle {
-            live: FxMap::default(),
+            live: Vec::new(),
             tombs: vec![None; n],
             unended: 0,
         }
+    }
+
+    fn table(&self, stream: StreamId) -> Option<&Table<X>> {
+        self.live.get(stream as usize)
+    }
+
+    fn table_mut(&mut self, stream: StreamId) -> Option<&mut Table<X>> {
+        self.live.get_mut(stream as usize)
     }
 
     /// Applies one event. Labels of unknown ids and events of unknown ids are
@@ -153,82 +233,81 @@ impl<X: Default> Lifecycle<X> {
     #[inline]
     pub fn apply(&mut self, ev: &Event) -> Step<'_, X> {
         let key = (ev.stream, ev.id);
-        let t = ev.time_ns;
-        match ev.kind {
-            EventKind::Init {
+        let t = ev.time_ns.min(RUNNING - 1);
+        if let EventKind::Init {
+            type_name,
+            trigger,
+            stack,
+            ..
+        } = ev.kind
+        {
+            let res = Resource {
                 type_name,
                 trigger,
-                exec,
-                stack,
-            } => {
-                let res = Resource {
-                    type_name,
-                    trigger,
-                    exec,
-                    stack,
-                    init_ns: t,
-                    idle_since_ns: t,
-                    ..Default::default()
-                };
-                let slot = self.live.entry(key).or_default();
-                *slot = res;
-                Step::Init(slot)
+                stack_id: stack.unwrap_or(NONE),
+                init_ns: t,
+                mark: t,
+                ..Default::default()
+            };
+            let s = ev.stream as usize;
+            if s >= self.live.len() {
+                self.live.resize_with(s + 1, Table::default);
             }
-            EventKind::Before => match self.live.get_mut(&key) {
-                Some(res) => {
-                    // A callback of a resource already in one: the previous one's `after` was
-                    // lost (dropped), so neither its sync time nor this wait is known.
-                    let wait_ns = if res.before_ns.is_some() {
-                        self.unended += 1;
-                        0
-                    } else {
-                        t.saturating_sub(res.idle_since_ns)
-                    };
-                    res.wait_ns += wait_ns;
-                    res.wait_from_ns = res.idle_since_ns;
-                    res.callbacks += 1;
-                    res.before_ns = Some(t);
-                    Step::Before { res, wait_ns }
-                }
-                None => Step::Unknown,
-            },
-            EventKind::After => match self.live.get_mut(&key) {
-                Some(res) => match res.before_ns.take() {
-                    Some(start_ns) => {
-                        let sync_ns = t.saturating_sub(start_ns);
-                        res.sync_ns += sync_ns;
-                        res.idle_since_ns = t;
-                        Step::After { res, start_ns, sync_ns }
-                    }
-                    None => Step::Unknown,
-                },
-                None => Step::Unknown,
-            },
-            EventKind::PromiseResolve { by } => match self.live.get_mut(&key) {
-                Some(res) => {
-                    if res.resolve_ns.is_none() {
-                        res.resolve_ns = Some(t);
-                        res.resolved_by = by;
-                    }
-                    Step::Resolve(res)
-                }
-                None => Step::Unknown,
-            },
-            EventKind::Label { text } => match self.live.get_mut(&key) {
-                Some(res) => {
-                    res.label = Some(text);
-                    Step::Label(res)
-                }
-                None => Step::Unknown,
-            },
-            EventKind::Note { .. } => Step::Note,
-            EventKind::Destroy => match self.live.remove(&key) {
+            return Step::Init(self.live[s].insert(ev.id, res));
+        }
+        if let EventKind::Note { .. } = ev.kind {
+            return Step::Note;
+        }
+        if let EventKind::Destroy = ev.kind {
+            return match self.table_mut(ev.stream).and_then(|tb| tb.remove(ev.id)) {
                 Some(res) => {
                     self.bury(key, &res);
                     Step::Destroy(res)
                 }
                 None => Step::Unknown,
+            };
+        }
+        let unended = &mut self.unended;
+        let Some(res) = self.live.get_mut(ev.stream as usize).and_then(|tb| tb.get_mut(ev.id)) else {
+            return Step::Unknown;
+        };
+        match ev.kind {
+            EventKind::Before => {
+                // A callback of a resource already in one: the previous one's `after` was
+                // lost (dropped), so neither its sync time nor this wait is known.
+                let wait_ns = if res.mark & RUNNING != 0 {
+                    *unended += 1;
+                    0
+                } else {
+                    res.wait_from_ns = res.mark;
+                    t.saturating_sub(res.mark)
+                };
+                res.wait_ns += wait_ns;
+                res.callbacks += 1;
+                res.mark = t | RUNNING;
+                Step::Before { res, wait_ns }
+            }
+            EventKind::After => match res.before_ns() {
+                Some(start_ns) => {
+                    let sync_ns = t.saturating_sub(start_ns);
+                    res.sync_ns += sync_ns;
+                    res.mark = t;
+                    Step::After { res, start_ns, sync_ns }
+                }
+                None => Step::Unknown,
             },
+            EventKind::PromiseResolve { by } => {
+                if res.resolve == NOT_RESOLVED {
+                    res.resolve = t;
+                    res.resolved_by = by;
+                }
+                Step::Resolve(res)
+            }
+            EventKind::Label { text } => {
+                res.label_id = text;
+                Step::Label(res)
+            }
+            EventKind::Init { .. } | EventKind::Note { .. } | EventKind::Destroy => Step::Unknown,
         }
     }
 
@@ -238,7 +317,7 @@ impl<X: Default> Lifecycle<X> {
                 key,
                 type_name: res.type_name,
                 trigger: res.trigger,
-                stack: res.stack,
+                stack: res.stack(),
             });
         }
     }
@@ -255,11 +334,11 @@ impl<X: Default> Lifecycle<X> {
     }
 
     pub fn get(&self, key: Key) -> Option<&Resource<X>> {
-        self.live.get(&key)
+        self.table(key.0)?.get(key.1)
     }
 
     pub fn get_mut(&mut self, key: Key) -> Option<&mut Resource<X>> {
-        self.live.get_mut(&key)
+        self.table_mut(key.0)?.get_mut(key.1)
     }
 
     /// Callbacks with no recorded end: a resource started another callback while one was
@@ -270,34 +349,36 @@ impl<X: Default> Lifecycle<X> {
 
     /// Number of live resources.
     pub fn len(&self) -> usize {
-        self.live.len()
+        self.live.iter().map(Table::len).sum()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.live.is_empty()
+        self.len() == 0
     }
 
     /// Every live resource, in no particular order.
     pub fn iter_all(&self) -> impl Iterator<Item = (Key, &Resource<X>)> {
-        self.live.iter().map(|(k, r)| (*k, r))
+        (0..self.live.len() as StreamId).flat_map(move |s| self.iter_stream(s))
     }
 
     /// The live resources of one stream, in no particular order.
     pub fn iter_stream(&self, stream: StreamId) -> impl Iterator<Item = (Key, &Resource<X>)> {
-        self.live
-            .iter()
-            .filter(move |(k, _)| k.0 == stream)
-            .map(|(k, r)| (*k, r))
+        self.table(stream)
+            .into_iter()
+            .flat_map(move |tb| tb.iter().map(move |(id, r)| ((stream, id), r)))
     }
 
     /// Removes the live resources of a stream (it ended), handing each to `f`, in id order.
     pub fn drain_stream(&mut self, stream: StreamId, mut f: impl FnMut(Key, Resource<X>)) {
-        let mut keys: Vec<Key> = self.live.keys().filter(|k| k.0 == stream).copied().collect();
-        keys.sort_unstable();
-        for k in keys {
-            if let Some(res) = self.live.remove(&k) {
-                f(k, res);
-            }
+        if let Some(tb) = self.table_mut(stream) {
+            tb.drain_sorted(|id, res| f((stream, id), res));
+        }
+    }
+
+    /// Forgets the live resources of a stream (it ended), memory included.
+    pub fn clear_stream(&mut self, stream: StreamId) {
+        if let Some(tb) = self.table_mut(stream) {
+            *tb = Table::default();
         }
     }
 
@@ -343,8 +424,8 @@ impl<X: Default> Lifecycle<X> {
 
     /// Type, trigger and stack of a live or recently destroyed resource.
     pub fn describe(&self, key: Key) -> Option<(StringId, u64, Option<StringId>)> {
-        if let Some(r) = self.live.get(&key) {
-            return Some((r.type_name, r.trigger, r.stack));
+        if let Some(r) = self.get(key) {
+            return Some((r.type_name, r.trigger, r.stack()));
         }
         let t = self.tombs.get(self.tomb_slot(key)?)?.as_ref()?;
         (t.key == key).then_some((t.type_name, t.trigger, t.stack))

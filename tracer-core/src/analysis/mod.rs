@@ -25,7 +25,7 @@
 //!         }
 //!     }
 //!     fn stream_end(&mut self, _cx: &mut Context, stream: StreamId, _end_ns: u64) {
-//!         self.life.drain_stream(stream, |_key, _res| {});
+//!         self.life.clear_stream(stream);
 //!     }
 //! }
 //! # let mut buf = Vec::new();
@@ -58,7 +58,9 @@ mod lifecycle;
 mod position;
 mod report;
 mod requests;
+mod resource_table;
 mod slow;
+mod strings;
 pub mod synth;
 mod tree;
 pub mod waits;
@@ -82,8 +84,8 @@ pub(crate) use lifecycle::FxMap;
 pub use lifecycle::{ChainLink, Key, Lifecycle, Resource, Step};
 pub use report::{ms, write_leaks_text, write_requests_text, write_slow_text, write_tree_text, TextOptions};
 pub use requests::{
-    Blocked, Job, Named, Pending, Request, RequestOptions, RequestReport, RequestState, Requests, RouteStats, Segment,
-    WaitCause,
+    Blocked, Job, Named, OpenRequest, Pending, Request, RequestOptions, RequestReport, RequestState, Requests,
+    RequestsNow, RouteStats, Segment, WaitCause,
 };
 pub use slow::{Slow, SlowCallback, SlowOptions, SlowReport};
 pub use tree::{Tree, TreeNode, TreeOptions, TreeReport, TreeStream};

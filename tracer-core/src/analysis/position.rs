@@ -22,7 +22,9 @@
 //! What this cannot know: a stackless resource on a code path no stacked resource ever took,
 //! whose n-th resource of its type sits where another path's does. Reports therefore say
 //! which sites were inferred ([`Context::is_inferred`](super::Context::is_inferred)), and a
-//! position whose votes disagree infers nothing.
+//! position whose votes disagree infers only when one site has [`MAJORITY`] of them and at
+//! least [`MAJORITY_MIN`] (a rare second path through the same point, such as an export
+//! route beside a cache miss, must not hide the common one; an even split infers nothing).
 //!
 //! Memory: the position of each live resource (~32 bytes), the running callbacks of each
 //! stream, and one vote per position that had a stack, at most [`MAX_POSITIONS`].
@@ -46,17 +48,24 @@ const MAX_DEPTH: usize = 256;
 /// keeps positions deterministic, if coarser.
 const TYPE_SLOTS: usize = 6;
 
+/// Share of a position's votes its leading site needs when they disagree, and how many.
+pub const MAJORITY: f64 = 0.75;
+pub const MAJORITY_MIN: u32 = 3;
+
 /// What the votes of one position said.
 #[derive(Debug, Clone, Copy)]
 struct Vote {
-    /// The stack voted for (the longest of those naming the same site).
+    /// The stack voted for (the longest of those naming the leading site).
     stack: StringId,
-    /// Its site, which every vote named.
+    /// The leading site.
     site: u32,
     /// Its length in bytes.
     len: u32,
-    /// Resources with a stack that voted; 0 once two named different sites.
+    /// Votes for the leading site.
     n: u32,
+    /// Votes for any other site (when a runner-up overtakes, the counts swap: a
+    /// one-candidate majority count, exact whenever one site has most of the votes).
+    other: u32,
 }
 
 /// A callback running now, or the top level of a stream (id 0).
@@ -143,7 +152,12 @@ impl Positions {
     pub fn observe(&mut self, ev: &Event) -> Option<u64> {
         let key = (ev.stream, ev.id);
         match ev.kind {
-            EventKind::Init { type_name, exec, .. } => {
+            EventKind::Init {
+                type_name,
+                exec,
+                trigger,
+                ..
+            } => {
                 let cbs = self.stream(ev.stream);
                 // The creating callback is nearly always the innermost one running; a stream
                 // whose before/after records were lost may have it deeper.
@@ -151,11 +165,16 @@ impl Positions {
                     Some(f) => f,
                     None => cbs.top.get_or_insert_with(|| Frame::new(0, TOP)),
                 };
-                let ordinal = frame.ordinal(type_name);
+                // Counted apart: resources chained to another (a promise from `.then` or
+                // `await`) and those that start a chain (`new Promise`, a timer). A code path
+                // taken now and then that starts a promise (a cache miss) then does not shift
+                // the positions of the awaits around it, nor take theirs.
+                let kind = type_name ^ (u32::from(trigger != exec) << 31);
+                let ordinal = frame.ordinal(kind);
                 if !repeats(frame.pos) || ordinal >= ORDINAL_MAX {
                     return None;
                 }
-                let pos = mix(frame.pos, type_name, ordinal) | 1;
+                let pos = mix(frame.pos, kind, ordinal) | 1;
                 self.live.insert(key, pos);
                 Some(pos)
             }
@@ -199,11 +218,14 @@ impl Positions {
     pub fn vote(&mut self, pos: u64, stack: StringId, site: u32, len: usize) {
         let len = u32::try_from(len).unwrap_or(u32::MAX);
         if let Some(v) = self.votes.get_mut(&pos) {
-            if v.n == 0 {
-                return;
-            }
             if v.site != site {
-                v.n = 0;
+                v.other = v.other.saturating_add(1);
+                if v.other > v.n {
+                    std::mem::swap(&mut v.n, &mut v.other);
+                    v.site = site;
+                    v.stack = stack;
+                    v.len = len;
+                }
                 return;
             }
             // The agent takes fewer frames once it learnt a type's depth: keep the stack
@@ -215,20 +237,32 @@ impl Positions {
             v.n = v.n.saturating_add(1);
         } else {
             if self.votes.len() >= MAX_POSITIONS && !self.pruned {
-                self.votes.retain(|_, v| v.n != 1);
+                self.votes.retain(|_, v| v.n + v.other != 1);
                 // Once pruning frees little, positions that repeat fill the table: keep them.
                 self.pruned = self.votes.len() >= MAX_POSITIONS / 2;
             }
             if self.votes.len() < MAX_POSITIONS {
-                self.votes.insert(pos, Vote { stack, site, len, n: 1 });
+                self.votes.insert(
+                    pos,
+                    Vote {
+                        stack,
+                        site,
+                        len,
+                        n: 1,
+                        other: 0,
+                    },
+                );
             }
         }
     }
 
-    /// The stack every resource with a stack at `pos` so far agreed on.
+    /// The stack the resources with a stack at `pos` so far agreed on: all of them, or a
+    /// clear majority (see the module docs).
     pub fn inferred(&self, pos: u64) -> Option<Inferred> {
         let v = self.votes.get(&pos)?;
-        (v.n > 0).then_some(Inferred {
+        let total = f64::from(v.n) + f64::from(v.other);
+        let agreed = v.other == 0 || v.n >= MAJORITY_MIN && f64::from(v.n) >= MAJORITY * total;
+        agreed.then_some(Inferred {
             stack: v.stack,
             votes: v.n,
         })
@@ -338,6 +372,26 @@ mod tests {
         let [a, b] = connection(&mut cx, 30, [None, None], false);
         assert_eq!(stack_of(&a), None);
         assert!(cx.is_inferred(stack_of(&b)));
+    }
+
+    #[test]
+    fn a_rare_second_path_through_a_position_does_not_hide_the_common_one() {
+        let mut cx = cx();
+        cx.observe(&init(5, TCP, 1, None));
+        for c in 0..6 {
+            connection(&mut cx, 10 + c * 10, [Some(AT_12), None], false);
+        }
+        // Another path through the same point, once.
+        connection(&mut cx, 100, [Some(AT_13), None], false);
+        let [a, _] = connection(&mut cx, 110, [None, None], false);
+        let site = cx.site(stack_of(&a));
+        assert_eq!(cx.site_string(site).as_deref(), Some("app.js:12:9"));
+        // As many votes for the other site: no majority, nothing inferred.
+        for c in 0..6 {
+            connection(&mut cx, 200 + c * 10, [Some(AT_13), None], false);
+        }
+        let [b, _] = connection(&mut cx, 400, [None, None], false);
+        assert_eq!(stack_of(&b), None);
     }
 
     #[test]

@@ -34,6 +34,10 @@ use super::lifecycle::{FxMap, Key, Lifecycle, Step};
 use super::waits::{Cause, Owner, Waiting, Waits};
 use crate::trace::{notes, Event, EventKind, StreamId, StringId};
 
+#[path = "requests_now.rs"]
+mod now;
+pub use now::{OpenRequest, RequestsNow};
+
 /// Longest waits shown per request.
 pub const SEGMENTS: usize = 3;
 /// Candidates kept per request while it runs: waits that are one wait seen from several
@@ -55,11 +59,20 @@ pub struct RequestOptions {
     /// Rows to list, unfinished then slowest first; 0 = all (default 20). Percentiles cover
     /// all requests.
     pub limit: usize,
+    /// Closed requests kept, newest last, for [`Requests::now`] (default 0: none).
+    pub recent: usize,
+    /// Keep every latency for the report's percentiles (4 bytes a request). A live view,
+    /// which must stay flat over a long run, keeps a histogram of its own instead.
+    pub percentiles: bool,
 }
 
 impl Default for RequestOptions {
     fn default() -> Self {
-        RequestOptions { limit: 20 }
+        RequestOptions {
+            limit: 20,
+            recent: 0,
+            percentiles: true,
+        }
     }
 }
 
@@ -328,6 +341,11 @@ pub struct Requests {
     abort_scans: u64,
     /// Every type id the pass looks for is known: no more string lookups at init.
     types_known: bool,
+    /// The last [`RequestOptions::recent`] closed requests, oldest first.
+    recent: std::collections::VecDeque<Acc>,
+    /// Without [`RequestOptions::percentiles`]: the latencies of finished and aborted
+    /// requests, in fixed memory.
+    latency: crate::live::Histogram,
 }
 
 /// Resources visited, over all aborted requests, to find where each was waiting: a few
@@ -404,7 +422,16 @@ impl Requests {
             RequestState::Aborted => self.aborted += 1,
             RequestState::Finished => {}
         }
-        if state != RequestState::Unfinished {
+        if self.opts.recent > 0 {
+            if self.recent.len() >= self.opts.recent {
+                self.recent.pop_front();
+            }
+            self.recent.push_back(a.clone());
+        }
+        if state != RequestState::Unfinished && !self.opts.percentiles {
+            self.latency.add(a.latency_ns());
+        }
+        if state != RequestState::Unfinished && self.opts.percentiles {
             let us = (a.latency_ns() / 1000).min(u64::from(u32::MAX)) as u32;
             self.latencies_us.push(us);
             let route = a
@@ -526,18 +553,18 @@ impl Requests {
             let Some(a) = self.slots.get(m.slot as usize).filter(|a| a.open && a.gen == m.gen) else {
                 continue;
             };
-            if key.1 == a.parser || Some(r.type_name) == self.parser_type || r.before_ns.is_some() {
+            if key.1 == a.parser || Some(r.type_name) == self.parser_type || r.before_ns().is_some() {
                 continue;
             }
             let promise = Some(r.type_name) == self.promise;
             if promise {
-                if r.resolve_ns.is_some() {
+                if r.resolve_ns().is_some() {
                     continue;
                 }
                 let waits_on_pending = self
                     .life
                     .get((stream, r.trigger))
-                    .is_some_and(|p| Some(p.type_name) == self.promise && p.resolve_ns.is_none() && p.data == m);
+                    .is_some_and(|p| Some(p.type_name) == self.promise && p.resolve_ns().is_none() && p.data == m);
                 if waits_on_pending {
                     continue;
                 }
@@ -552,7 +579,7 @@ impl Requests {
         }
         for (slot, (_, _, id)) in best {
             let Some(r) = self.life.get((stream, id)) else { continue };
-            let (type_name, mut stack, since_ns) = (r.type_name, r.stack, r.idle_since_ns);
+            let (type_name, mut stack, since_ns) = (r.type_name, r.stack(), r.idle_since_ns());
             let mut inherited = false;
             if stack.is_none() {
                 stack = self.life.chain((stream, id), 16).iter().find_map(|l| l.stack);
@@ -788,7 +815,7 @@ impl Pass for Requests {
             Step::Before { res, .. } => {
                 let m = res.data;
                 let w = Waiting::of((stream, ev.id), res, t);
-                let stack = res.stack;
+                let stack = res.stack();
                 // Every callback is tracked, members or not: a parser's callback becomes a
                 // request's when Node starts one in it.
                 let active = self.active(stream);
@@ -837,7 +864,7 @@ impl Pass for Requests {
         for m in open {
             self.close(m, end_ns, RequestState::Unfinished, None, cx);
         }
-        self.life.drain_stream(stream, |_, _| {});
+        self.life.clear_stream(stream);
         self.waits.stream_end(stream);
         self.by_socket.retain(|k, _| k.0 != stream);
         if let Some(a) = self.active.get_mut(stream as usize) {

@@ -341,7 +341,7 @@ impl Pass for Slow {
             Step::Before { .. } => self.windows.open(ev.stream, ev.id, ev.time_ns, 0),
             Step::Unknown => self.unseen_event(ev),
             Step::After { res, start_ns, sync_ns } => {
-                let (callbacks, type_name, stack) = (res.callbacks, res.type_name, res.stack);
+                let (callbacks, type_name, stack) = (res.callbacks, res.type_name, res.stack());
                 let (owner, inherited) = res.data;
                 let token = self.token_for(sync_ns);
                 self.windows.close(ev.stream, ev.id, ev.time_ns, token);
@@ -371,7 +371,7 @@ impl Pass for Slow {
         let lossy = cx.stream(stream).dropped > 0;
         let mut open = Vec::new();
         self.life.drain_stream(stream, |(_, id), res| {
-            if let Some(start) = res.before_ns {
+            if let Some(start) = res.before_ns() {
                 open.push(Entry {
                     sync_ns: end_ns.saturating_sub(start),
                     start: Reverse(start),
@@ -380,7 +380,7 @@ impl Pass for Slow {
                     callback: res.callbacks,
                     finished: false,
                     type_name: res.type_name,
-                    stack: res.stack,
+                    stack: res.stack(),
                     token: 0,
                     no_init: false,
                     owner: res.data.0,

@@ -218,6 +218,42 @@ impl Rng {
     }
 }
 
+/// An HTTP server whose request #1 (`POST /checkout`, from 500 ms, on a connection of its
+/// own) awaits a pool connection (`lib/pool.js:23:9`) that never comes, while requests #2 to
+/// #40 (`GET /orders/n`, one every 90 ms from 180 ms) on a keep-alive connection each await
+/// a query (`lib/db.js:40:11`) and finish 12.5 ms after they start.
+pub fn stuck_request_trace() -> Vec<u8> {
+    const POOL: &str = "acquire\t/srv/app/lib/pool.js:23:9\nhandle\t/srv/app/server.js:30:7";
+    const QUERY: &str = "query\t/srv/app/lib/db.js:40:11";
+    let mut s = Synth::in_memory();
+    let st = s.stream(100, 0).expect("in memory");
+    let mut go = || -> io::Result<()> {
+        s.init(st, 0.0, 5, "TCPSERVERWRAP", 1, Some("\t/srv/app/server.js:50:3"))?;
+        s.init(st, 1.0, 6, "TCPWRAP", 5, None)?;
+        s.init(st, 1.0, 7, "HTTPINCOMINGMESSAGE", 6, None)?;
+        s.init(st, 400.0, 8, "TCPWRAP", 5, None)?;
+        s.init(st, 400.0, 9, "HTTPINCOMINGMESSAGE", 8, None)?;
+        s.before(st, 500.0, 9)?;
+        s.request_start(st, 500.0, 9, 1, 8, "POST /checkout")?;
+        s.init(st, 500.2, 10, "PROMISE", 9, Some(POOL))?;
+        s.after(st, 500.6, 9)?;
+        for n in 2..=40u64 {
+            let (t, id) = (n as f64 * 90.0, 9 + n);
+            s.before(st, t, 7)?;
+            s.request_start(st, t, 7, n, 6, &format!("GET /orders/{n}"))?;
+            s.init(st, t + 0.1, id, "PROMISE", 7, Some(QUERY))?;
+            s.after(st, t + 0.5, 7)?;
+            s.resolve(st, t + 12.0, id)?;
+            s.callback(st, t + 12.0, id, 0.3)?;
+            s.request_finish(st, t + 12.5, n, 200)?;
+            s.destroy(st, t + 20.0, id)?;
+        }
+        s.end_stream(st, 0)
+    };
+    go().expect("in memory");
+    s.finish().expect("in memory")
+}
+
 /// An HTTP server under load, as async_hooks sees it, with at least `events` events: per
 /// request a connection (TCPWRAP), its parser (HTTPINCOMINGMESSAGE, labelled), an async
 /// handler of awaited promises, now and then a slow timer, and a leaked timer every 1000

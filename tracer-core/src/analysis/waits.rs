@@ -126,7 +126,7 @@ impl Waiting {
             trigger: res.trigger,
             wait_from_ns: res.wait_from_ns,
             at_ns,
-            resolve_ns: res.resolve_ns,
+            resolve_ns: res.resolve_ns(),
             resolved_by: res.resolved_by,
         }
     }
@@ -242,7 +242,7 @@ impl Waits {
             st.blockers.push_back(Blocker {
                 id: ev.id,
                 type_name: res.map(|r| r.type_name).or(unseen),
-                stack: res.and_then(|r| r.stack),
+                stack: res.and_then(|r| r.stack()),
                 start_ns,
                 end_ns: ev.time_ns,
                 owner,
@@ -272,7 +272,7 @@ impl Waits {
             // that is not a reaction to another, its own settlement.
             let (awaited, settled_ns, by) =
                 match life.get((w.key.0, w.trigger)).filter(|p| self.is_promise(p.type_name)) {
-                    Some(p) => (w.trigger, p.resolve_ns, p.resolved_by),
+                    Some(p) => (w.trigger, p.resolve_ns(), p.resolved_by),
                     None if w.resolve_ns.is_some() => (w.key.1, w.resolve_ns, w.resolved_by),
                     None => return Cause::Own,
                 };

@@ -26,7 +26,9 @@ pub use tap::{Tap, TapReceiver};
 pub use tree::TreeLine;
 
 use crate::analysis::FxMap;
-use crate::analysis::{fold_chain, Context, FoldedLink, GrowthRule, Lifecycle, Pass, SiteId, Step, StreamDesc};
+use crate::analysis::{
+    fold_chain, Context, FoldedLink, GrowthRule, Lifecycle, Pass, RequestOptions, Requests, SiteId, Step, StreamDesc,
+};
 use crate::trace::{Event, EventKind, Item, StreamId, StringId};
 
 /// Index of a [`Row`] in [`LiveState::rows`].
@@ -50,6 +52,8 @@ pub struct Allow {
     pub unsettled: bool,
     /// Timers created by a timer of the same site over [`LiveOptions::timer_loop_per_s`].
     pub timer_loop: bool,
+    /// HTTP requests open for longer than [`LiveOptions::request_ns`].
+    pub slow_request: bool,
 }
 
 /// Thresholds and bounds of the live state.
@@ -65,6 +69,8 @@ pub struct LiveOptions {
     pub unsettled_ns: u64,
     /// Timers per second re-armed from a timer of the same site that count as a tight loop.
     pub timer_loop_per_s: f64,
+    /// An HTTP request open for longer than this is reported.
+    pub request_ns: u64,
     /// Length of one sample of the growth series.
     pub growth_slice_ns: u64,
     pub growth: GrowthRule,
@@ -79,6 +85,7 @@ impl Default for LiveOptions {
             blocking_ns: 10_000_000,
             unsettled_ns: 5 * SEC,
             timer_loop_per_s: 100.0,
+            request_ns: 2 * SEC,
             growth_slice_ns: SEC,
             growth: GrowthRule::default(),
             allow: Allow::default(),
@@ -264,7 +271,18 @@ pub struct LiveState {
     retired_at: u64,
     timeout_type: Option<StringId>,
     promise_type: Option<StringId>,
+    /// HTTP requests, by the same pass as `asynctrace requests`.
+    pub requests: Requests,
+    /// The last scan of the live resources (see `live_scan`).
+    scan: std::cell::RefCell<Option<view::LiveScan>>,
+    /// The last tree built (see `tree`).
+    tree_cache: std::cell::RefCell<Option<tree::TreeCache>>,
+    /// The oldest live resources of the row last detailed (see `details`).
+    details_cache: std::cell::RefCell<Option<view::RowScan>>,
 }
+
+/// Closed requests the requests view lists.
+pub const RECENT_REQUESTS: usize = 50;
 
 impl Default for LiveState {
     fn default() -> Self {
@@ -276,7 +294,9 @@ impl LiveState {
     pub fn new(opts: LiveOptions) -> Self {
         LiveState {
             opts,
-            cx: Context::default(),
+            // Why forget: a service with a distinct URL per request would otherwise grow the
+            // table by every label for as long as it is watched.
+            cx: Context::default().forgetting_strings(),
             life: Lifecycle::default(),
             rows: Vec::new(),
             row_ids: HashMap::default(),
@@ -288,6 +308,17 @@ impl LiveState {
             retired_at: 0,
             timeout_type: None,
             promise_type: None,
+            requests: Requests::new(RequestOptions {
+                // Why 1: the pass keeps its slowest rows for a report this state never asks
+                // for; the view reads the recent ones.
+                limit: 1,
+                recent: RECENT_REQUESTS,
+                percentiles: false,
+                ..Default::default()
+            }),
+            scan: std::cell::RefCell::new(None),
+            tree_cache: std::cell::RefCell::new(None),
+            details_cache: std::cell::RefCell::new(None),
         }
     }
 
@@ -316,6 +347,10 @@ impl LiveState {
             Item::StreamMeta { .. } => {}
             Item::Event(ev) => self.events(std::slice::from_ref(&ev)),
             Item::StreamEnd(end) => {
+                let end_ns = self.cx.stream(end.stream).last_ns.max(self.now_ns);
+                let mut cx = std::mem::take(&mut self.cx);
+                self.requests.stream_end(&mut cx, end.stream, end_ns);
+                self.cx = cx;
                 self.cx.dropped += end.dropped;
                 if let Some(desc) = self.cx.streams.get_mut(end.stream as usize) {
                     desc.dropped = end.dropped;
@@ -342,6 +377,10 @@ impl LiveState {
             self.retired_at = self.now_ns;
             self.retire();
         }
+        cx.forget_strings(|| {
+            let held = self.requests.held_labels();
+            move |id| held.contains(&id)
+        });
         self.cx = cx;
     }
 
@@ -399,6 +438,19 @@ impl LiveState {
         self.recent.retain(|c| c.end_ns >= horizon);
     }
 
+    /// Moves the state's clock to `now_ns` (ns since the trace start) when no event did: a
+    /// replay reached a time between events, or a live app stayed quiet (a hung app records
+    /// nothing, yet its requests and promises keep ageing).
+    pub fn advance_clock(&mut self, now_ns: u64) {
+        if now_ns > self.now_ns && now_ns != u64::MAX {
+            self.now_ns = now_ns;
+            if self.now_ns / SEC != self.retired_at / SEC {
+                self.retired_at = self.now_ns;
+                self.retire();
+            }
+        }
+    }
+
     /// Live resources now, over all threads.
     pub fn live(&self) -> usize {
         self.life.len()
@@ -412,6 +464,7 @@ impl LiveState {
 
 impl Pass for LiveState {
     fn event(&mut self, cx: &mut Context, ev: &Event) {
+        self.requests.event(cx, ev);
         let t = ev.time_ns;
         if t > self.now_ns {
             self.now_ns = t;
@@ -432,7 +485,7 @@ impl Pass for LiveState {
         };
         match self.life.apply(ev) {
             Step::Init(res) => {
-                let (type_name, stack) = (res.type_name, res.stack);
+                let (type_name, stack) = (res.type_name, res.stack());
                 let row = self.row_of(cx, ev.stream, type_name, stack);
                 if let Some(res) = self.life.get_mut((ev.stream, ev.id)) {
                     res.data = row;
@@ -524,4 +577,15 @@ fn folded_chain(state: &LiveState, stream: StreamId, id: u64) -> Vec<FoldedLink>
         cx_sites.push((l.id, ty, site));
     }
     fold_chain(cx_sites.iter().map(|(id, t, s)| (*id, t.as_deref(), s.as_deref())))
+}
+
+impl LiveState {
+    /// The requests open now (the oldest `max_open`) and the latest closed, of one thread or
+    /// all, from the same pass as `asynctrace requests`.
+    pub fn requests_now(&mut self, stream: Option<StreamId>, max_open: usize) -> crate::analysis::RequestsNow {
+        let mut cx = std::mem::take(&mut self.cx);
+        let now = self.requests.now(&mut cx, self.now_ns, stream, max_open);
+        self.cx = cx;
+        now
+    }
 }

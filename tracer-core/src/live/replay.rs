@@ -107,13 +107,21 @@ impl<R: Read> Replay<R> {
         self.queues.iter().map(VecDeque::len).sum()
     }
 
-    /// Does every stream have something beyond `until_ns` queued, or has it ended?
+    /// Does every stream have something beyond `until_ns` queued, or has it ended, and one
+    /// at least has an event queued? When every stream ended and nothing is queued, reading
+    /// must go on: to a thread that starts later, or to the end of the file (stopping there
+    /// instead reported "reached" forever at the end of a trace).
     fn all_ahead(&self, until_ns: u64) -> bool {
-        self.queues.iter().zip(&self.ended).all(|(q, &ended)| match q.front() {
-            Some(Queued::Event(e)) => e.time_ns > until_ns,
+        let mut any = false;
+        let all = self.queues.iter().zip(&self.ended).all(|(q, &ended)| match q.front() {
+            Some(Queued::Event(e)) => {
+                any = true;
+                e.time_ns > until_ns
+            }
             Some(Queued::End(_)) => false,
             None => ended,
-        })
+        });
+        all && any
     }
 
     /// Feeds `state` every event up to `until_ns` (inclusive), about `max_events` per call.
@@ -134,10 +142,12 @@ impl<R: Read> Replay<R> {
                 return Ok(if self.waiting() == 0 || (!left || now == 0) && until_ns == u64::MAX {
                     Progress::End
                 } else {
+                    state.advance_clock(until_ns);
                     Progress::Reached
                 });
             }
-            if self.all_ahead(until_ns) && !self.queues.is_empty() || self.waiting() >= READ_AHEAD {
+            if self.all_ahead(until_ns) || self.waiting() >= READ_AHEAD {
+                state.advance_clock(until_ns);
                 return Ok(Progress::Reached);
             }
             match self.reader.next_batch()? {

@@ -65,7 +65,7 @@ impl Pass for LiveAt {
             return;
         }
         if let crate::analysis::Step::Init(res) = self.life.apply(ev) {
-            let stack = res.stack;
+            let stack = res.stack();
             res.data = cx.site(stack);
         }
     }
@@ -184,6 +184,7 @@ fn warnings_name_the_culprit_sites_and_each_can_be_allowed() {
         blocking: true,
         unsettled: true,
         timer_loop: true,
+        slow_request: true,
     };
     assert!(at(4_000, all).is_empty());
 }
@@ -264,4 +265,128 @@ fn an_empty_trace_and_empty_batches_do_not_panic() {
     let snap = state.snapshot(&Filter::default(), SortKey::Oldest, true);
     assert!(snap.rows.is_empty());
     assert_eq!(snap.header.live, 0);
+}
+
+#[test]
+fn a_replay_past_a_thread_that_ended_reads_on_to_the_next_thread_and_the_end() {
+    // The main thread ends before a second thread's first event is in the file.
+    let mut s = Synth::in_memory();
+    let a = s.stream(100, 0).unwrap();
+    s.init(a, 1.0, 10, "Timeout", 1, Some(POLL)).unwrap();
+    s.destroy(a, 2.0, 10).unwrap();
+    s.end_stream(a, 0).unwrap();
+    let b = s.stream(100, 1).unwrap();
+    s.init(b, 3.0, 10, "PROMISE", 1, Some(QUERY)).unwrap();
+    s.end_stream(b, 0).unwrap();
+    let trace = s.finish().unwrap();
+    for until in [u64::MAX, 10_000_000] {
+        let mut replay = Replay::new(TraceReader::new(&trace[..]).unwrap());
+        let mut state = replay.state(LiveOptions::default());
+        let mut calls = 0;
+        let last = loop {
+            let p = replay.advance(&mut state, until, 100).unwrap();
+            calls += 1;
+            if p != Progress::More || calls > 100 {
+                break p;
+            }
+        };
+        let end = replay.advance(&mut state, u64::MAX, 100).unwrap();
+        assert_eq!(state.events, 3, "until {until}: {last:?} after {calls} calls");
+        assert_eq!(end, Progress::End, "until {until}");
+        assert_eq!(state.live(), 1);
+    }
+}
+
+#[test]
+fn requests_in_flight_come_from_the_requests_pass_and_end_as_it_reports_them() {
+    let trace = crate::analysis::synth::stuck_request_trace();
+    let mut state = replay_to(&trace, 2_750_000_000, LiveOptions::default());
+    let now = state.requests_now(None, 10);
+    assert_eq!((now.open_count, now.finished, now.aborted), (1, 29, 0));
+    let open = &now.open[0];
+    assert_eq!(open.label.as_deref(), Some("POST /checkout"));
+    assert!((open.latency_ms - 2250.0).abs() < 1.0, "{}", open.latency_ms);
+    let waiting = open.waiting.as_ref().expect("where it waits");
+    assert_eq!(waiting.site.as_deref(), Some("/srv/app/lib/pool.js:23:9"));
+    assert_eq!(now.recent[0].label.as_deref(), Some("GET /orders/30"));
+    assert!(now.p99_ms.is_some_and(|p| p >= 12.5));
+    // The leaf is of that moment: a later finished request does not keep it.
+    assert!(now.recent.iter().all(|r| r.waiting.is_none()));
+    let snap = state.snapshot(&Filter::default(), SortKey::Live, false);
+    let w: Vec<_> = snap
+        .warnings
+        .iter()
+        .filter(|w| w.kind == WarningKind::SlowRequest)
+        .collect();
+    assert_eq!(w.len(), 1, "{:?}", snap.warnings);
+    assert!(w[0].text.contains("POST /checkout #1"), "{}", w[0].text);
+    let mut allowed = replay_to(
+        &trace,
+        2_750_000_000,
+        LiveOptions {
+            allow: Allow {
+                slow_request: true,
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+    );
+    let snap = allowed.snapshot(&Filter::default(), SortKey::Live, false);
+    assert!(snap.warnings.iter().all(|w| w.kind != WarningKind::SlowRequest));
+    let _ = allowed.requests_now(None, 10);
+
+    // At the end of the thread the open request is left unfinished, as `requests` says.
+    let mut state = replay_to(&trace, u64::MAX, LiveOptions::default());
+    let now = state.requests_now(None, 10);
+    assert_eq!((now.open_count, now.finished, now.unfinished), (0, 39, 1));
+    let mut pass = crate::analysis::Requests::new(crate::analysis::RequestOptions::default());
+    let mut cx = run(&mut TraceReader::new(&trace[..]).unwrap(), &mut pass).unwrap();
+    let report = pass.finish(&mut cx);
+    let want = &report.requests[0];
+    let got = now.recent.iter().find(|r| r.number == 1).expect("request 1");
+    assert_eq!(got.state, want.state);
+    assert_eq!(got.latency_ms, want.latency_ms);
+    assert_eq!(got.waiting, want.waiting);
+    assert_eq!(report.count, 40);
+}
+
+#[test]
+fn distinct_urls_do_not_grow_the_view_and_the_labels_on_screen_stay_readable() {
+    // A request that never finishes, then many more, each with its own URL.
+    let n = 5 * crate::trace::ONCE_HORIZON;
+    let mut s = Synth::in_memory();
+    let st = s.stream(100, 0).unwrap();
+    s.init(st, 0.0, 6, "TCPWRAP", 1, None).unwrap();
+    s.init(st, 0.0, 7, "HTTPINCOMINGMESSAGE", 6, None).unwrap();
+    s.before(st, 0.0, 7).unwrap();
+    s.request_start(st, 0.0, 7, 1, 6, "POST /stuck").unwrap();
+    s.after(st, 0.1, 7).unwrap();
+    for i in 2..=n {
+        let t = i as f64 * 0.01;
+        s.before(st, t, 7).unwrap();
+        s.request_start(st, t, 7, i, 6, &format!("GET /user/{i}")).unwrap();
+        s.request_finish(st, t + 0.005, i, 200).unwrap();
+        s.after(st, t + 0.006, 7).unwrap();
+    }
+    s.end_stream(st, 0).unwrap();
+    let trace = s.finish().unwrap();
+    // Just after the last request finished (times in the synth are ms: 0.01 ms apart).
+    let mut state = replay_to(&trace, n * 10_000 + 5_500, LiveOptions::default());
+    let held = state.cx.strings_held() as u64;
+    assert!(
+        held < crate::trace::ONCE_HORIZON * 3,
+        "{held} strings held after {n} distinct URLs"
+    );
+    let now = state.requests_now(None, 10);
+    assert_eq!(
+        now.open[0].label.as_deref(),
+        Some("POST /stuck"),
+        "a label on screen is held"
+    );
+    let last = now.recent.first().expect("recent requests (newest first)");
+    assert_eq!(last.label.as_deref(), Some(&*format!("GET /user/{n}")));
+    // A report keeps every string.
+    let mut pass = crate::analysis::Requests::new(crate::analysis::RequestOptions::default());
+    let cx = run(&mut TraceReader::new(&trace[..]).unwrap(), &mut pass).unwrap();
+    assert!(cx.strings_held() as u64 > n);
 }

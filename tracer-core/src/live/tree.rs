@@ -22,6 +22,16 @@ pub struct TreeLine {
     pub open: bool,
 }
 
+/// The last tree built, for reuse on huge live sets.
+#[derive(Debug)]
+pub(super) struct TreeCache {
+    stream: Option<StreamId>,
+    toggled: HashSet<Key>,
+    max_lines: usize,
+    lines: Vec<TreeLine>,
+    when: super::view::ScanTime,
+}
+
 /// Levels open unless toggled.
 const OPEN_DEPTH: usize = 2;
 const MAX_DEPTH: usize = 64;
@@ -30,7 +40,28 @@ impl LiveState {
     /// The folded tree of live resources (one thread or all), at most `max_lines` lines.
     /// A node is open when its depth is below 2, unless its key is in `toggled` (and the
     /// other way round deeper down).
+    ///
+    /// On millions of live resources a tree is reused as the live scan is (see
+    /// [`super::view::SCAN_CACHED_FROM`]), unless the thread, the toggles or the size changed.
     pub fn tree(&self, stream: Option<StreamId>, toggled: &HashSet<Key>, max_lines: usize) -> Vec<TreeLine> {
+        if let Some(c) = self.tree_cache.borrow().as_ref() {
+            if c.stream == stream && c.max_lines == max_lines && &c.toggled == toggled && self.reuse_scan(&c.when) {
+                return c.lines.clone();
+            }
+        }
+        let when = super::view::ScanTime::start();
+        let lines = self.build_tree(stream, toggled, max_lines);
+        *self.tree_cache.borrow_mut() = Some(TreeCache {
+            stream,
+            toggled: toggled.clone(),
+            max_lines,
+            lines: lines.clone(),
+            when: when.done(),
+        });
+        lines
+    }
+
+    fn build_tree(&self, stream: Option<StreamId>, toggled: &HashSet<Key>, max_lines: usize) -> Vec<TreeLine> {
         let mut kids: HashMap<Key, Vec<Key>> = HashMap::new();
         let mut roots: Vec<Key> = Vec::new();
         for (k, r) in self.life.iter_all() {

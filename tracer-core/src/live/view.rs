@@ -1,9 +1,48 @@
 //! What the views read: a snapshot of the live state, filtered and sorted, computed once per
-//! frame (one scan of the live resources, for ages and unsettled promises).
+//! frame (one scan of the live resources, for ages and unsettled promises, reused for a while
+//! when millions are alive).
 
 use super::{folded_chain, window_secs, Completed, Histogram, LiveState, RowId, SEC};
 use crate::analysis::FoldedLink;
 use crate::trace::StreamId;
+
+/// Live resources from which [`LiveState::live_scan`] reuses a scan (a scan of this many
+/// takes about a millisecond).
+pub const SCAN_CACHED_FROM: usize = 100_000;
+
+/// When a scan of the live resources was taken, and how long it took.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct ScanTime {
+    at: std::time::Instant,
+    took: std::time::Duration,
+}
+
+impl ScanTime {
+    pub(super) fn start() -> Self {
+        ScanTime {
+            at: std::time::Instant::now(),
+            took: std::time::Duration::ZERO,
+        }
+    }
+
+    pub(super) fn done(self) -> Self {
+        ScanTime {
+            took: self.at.elapsed(),
+            ..self
+        }
+    }
+}
+
+/// The oldest live resources of one row, as (init, id, callbacks), and when they were found.
+pub(super) type RowScan = (RowId, ScanTime, Vec<(u64, u64, u32)>);
+
+/// One scan of the live resources, per row.
+#[derive(Debug)]
+pub(super) struct LiveScan {
+    oldest: Vec<Option<u64>>,
+    unsettled: Vec<u64>,
+    when: ScanTime,
+}
 
 /// Which rows a view shows.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -84,13 +123,14 @@ pub enum WarningKind {
     Unsettled,
     Growing,
     TimerLoop,
+    SlowRequest,
 }
 
-/// One warning, about one row.
+/// One warning, about one row (or, for requests, none).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Warning {
     pub kind: WarningKind,
-    pub row: RowId,
+    pub row: Option<RowId>,
     pub text: String,
 }
 
@@ -171,33 +211,60 @@ impl LiveState {
 
     /// The header, rows (filtered, sorted by `sort`, descending unless `ascending`; rows with
     /// nothing live and nothing created in the rate window are left out) and warnings.
-    pub fn snapshot(&self, filter: &Filter, sort: SortKey, ascending: bool) -> Snapshot {
-        // One scan of the live resources: oldest init and unsettled promises per row.
-        let mut oldest: Vec<Option<u64>> = vec![None; self.rows.len()];
-        let mut unsettled: Vec<u64> = vec![0; self.rows.len()];
-        let horizon = self.now_ns.saturating_sub(self.opts.unsettled_ns);
-        for (_, res) in self.life.iter_all() {
-            let i = res.data as usize;
-            if let Some(o) = oldest.get_mut(i) {
-                *o = Some(o.map_or(res.init_ns, |v| v.min(res.init_ns)));
-            }
-            if Some(res.type_name) == self.promise_type
-                && res.resolve_ns.is_none()
-                && res.init_ns < horizon
-                && self.now_ns >= self.opts.unsettled_ns
-            {
-                if let Some(u) = unsettled.get_mut(i) {
-                    *u += 1;
+    /// Oldest init and unsettled promises per row, from one scan of the live resources. Why
+    /// cached: a scan costs in proportion to what is alive, so on millions of live resources
+    /// a scan per frame would slow the view below the app's event rate, and a view that falls
+    /// behind skips the destroys that would shrink the set. Above [`SCAN_CACHED_FROM`] live
+    /// resources, a scan is reused until ten times its own duration has passed, so these two
+    /// columns take at most a tenth of the view's time (and lag a little on such runs).
+    fn live_scan(&self) -> std::cell::Ref<'_, LiveScan> {
+        let fresh = self.scan.borrow().as_ref().is_some_and(|s| self.reuse_scan(&s.when));
+        if !fresh {
+            let when = ScanTime::start();
+            let mut oldest: Vec<Option<u64>> = vec![None; self.rows.len()];
+            let mut unsettled: Vec<u64> = vec![0; self.rows.len()];
+            let horizon = self.now_ns.saturating_sub(self.opts.unsettled_ns);
+            for (_, res) in self.life.iter_all() {
+                let i = res.data as usize;
+                if let Some(o) = oldest.get_mut(i) {
+                    *o = Some(o.map_or(res.init_ns, |v| v.min(res.init_ns)));
+                }
+                if Some(res.type_name) == self.promise_type
+                    && res.resolve_ns().is_none()
+                    && res.init_ns < horizon
+                    && self.now_ns >= self.opts.unsettled_ns
+                {
+                    if let Some(u) = unsettled.get_mut(i) {
+                        *u += 1;
+                    }
                 }
             }
+            *self.scan.borrow_mut() = Some(LiveScan {
+                oldest,
+                unsettled,
+                when: when.done(),
+            });
         }
+        std::cell::Ref::map(self.scan.borrow(), |s| s.as_ref().expect("set above"))
+    }
+
+    /// May a scan taken `when` serve now? Only on a huge live set, while less than ten times
+    /// its duration has passed. Why not also while no event came: a hung app records none,
+    /// yet its promises keep ageing past the unsettled threshold.
+    pub(super) fn reuse_scan(&self, when: &ScanTime) -> bool {
+        self.life.len() >= SCAN_CACHED_FROM && when.at.elapsed() < when.took * 10
+    }
+
+    pub fn snapshot(&self, filter: &Filter, sort: SortKey, ascending: bool) -> Snapshot {
+        let scan = self.live_scan();
+        let (oldest, unsettled) = (&scan.oldest, &scan.unsettled);
         let needle = filter.text.to_lowercase();
         let mut rows: Vec<RowView> = (0..self.rows.len() as RowId)
             .filter(|&i| {
                 let r = &self.rows[i as usize];
                 filter.stream.is_none_or(|s| s == r.stream) && (r.live > 0 || r.rates(self.now_ns).0 > 0.0)
             })
-            .map(|i| self.row_view(i, oldest[i as usize]))
+            .map(|i| self.row_view(i, oldest.get(i as usize).copied().flatten()))
             .filter(|v| {
                 needle.is_empty()
                     || v.type_name.to_lowercase().contains(&needle)
@@ -217,7 +284,7 @@ impl LiveState {
             if !allow.blocking && r.blocking > 0 {
                 warnings.push(Warning {
                     kind: WarningKind::Blocking,
-                    row: i,
+                    row: Some(i),
                     text: format!(
                         "{} callback(s) of {} blocked the loop over {}; longest {}",
                         r.blocking,
@@ -227,10 +294,10 @@ impl LiveState {
                     ),
                 });
             }
-            if !allow.unsettled && unsettled[i as usize] > 0 {
+            if !allow.unsettled && unsettled.get(i as usize).is_some_and(|&u| u > 0) {
                 warnings.push(Warning {
                     kind: WarningKind::Unsettled,
-                    row: i,
+                    row: Some(i),
                     text: format!(
                         "{} promise(s) of {} pending for over {}",
                         unsettled[i as usize],
@@ -242,7 +309,7 @@ impl LiveState {
             if !allow.growing && r.growing(self.opts.growth) {
                 warnings.push(Warning {
                     kind: WarningKind::Growing,
-                    row: i,
+                    row: Some(i),
                     text: format!("{} keeps growing: {} live", name(), r.live),
                 });
             }
@@ -252,10 +319,13 @@ impl LiveState {
             if !allow.timer_loop && r.site.is_some() && per_s > self.opts.timer_loop_per_s {
                 warnings.push(Warning {
                     kind: WarningKind::TimerLoop,
-                    row: i,
+                    row: Some(i),
                     text: format!("{} re-arms itself {per_s:.0} times/s", name()),
                 });
             }
+        }
+        if !allow.slow_request {
+            self.request_warning(filter.stream, &mut warnings);
         }
         warnings.sort_by_key(|w| (w.kind, w.row));
 
@@ -264,6 +334,47 @@ impl LiveState {
             rows,
             warnings,
         }
+    }
+
+    /// Requests open for longer than the threshold: how many, and the oldest by name.
+    fn request_warning(&self, stream: Option<StreamId>, out: &mut Vec<Warning>) {
+        let horizon = self.now_ns.saturating_sub(self.opts.request_ns);
+        if self.now_ns < self.opts.request_ns {
+            return;
+        }
+        let over: Vec<_> = self
+            .requests
+            .open_requests()
+            .filter(|r| r.start_ns < horizon && stream.is_none_or(|s| s == r.stream))
+            .collect();
+        let Some(oldest) = over.iter().min_by_key(|r| r.start_ns) else {
+            return;
+        };
+        let name = oldest
+            .label
+            .map_or_else(|| "a request".to_owned(), |l| self.cx.string(l).to_owned());
+        let thread = self.cx.stream(oldest.stream).thread;
+        let text = if over.len() == 1 {
+            format!(
+                "request {name} #{} (thread {thread}) open for {} (over {}); see the requests view",
+                oldest.number,
+                fmt_ns(self.now_ns.saturating_sub(oldest.start_ns)),
+                fmt_ns(self.opts.request_ns)
+            )
+        } else {
+            format!(
+                "{} requests open for over {}; the oldest, {name} #{} (thread {thread}), for {}; see the requests view",
+                over.len(),
+                fmt_ns(self.opts.request_ns),
+                oldest.number,
+                fmt_ns(self.now_ns.saturating_sub(oldest.start_ns))
+            )
+        };
+        out.push(Warning {
+            kind: WarningKind::SlowRequest,
+            row: None,
+            text,
+        });
     }
 
     /// `Type at site (pid/thread)`.
@@ -326,15 +437,33 @@ impl LiveState {
 
     /// The details of a row: histograms, examples (oldest live first, then recently
     /// completed) with their folded trigger chains, and the creation stack.
+    /// The [`EXAMPLES`] oldest live resources of a row, as (init, id, callbacks), oldest
+    /// first: one pass over the thread's live resources, without sorting them all, reused
+    /// on huge live sets as the live scan is.
+    fn oldest_of_row(&self, i: RowId, stream: StreamId) -> Vec<(u64, u64, u32)> {
+        if let Some((row, when, v)) = self.details_cache.borrow().as_ref() {
+            if *row == i && self.reuse_scan(when) {
+                return v.clone();
+            }
+        }
+        let when = ScanTime::start();
+        let mut oldest: Vec<(u64, u64, u32)> = Vec::with_capacity(EXAMPLES + 1);
+        for (k, res) in self.life.iter_stream(stream) {
+            let e = (res.init_ns, k.1, res.callbacks);
+            if res.data != i || oldest.len() == EXAMPLES && oldest.last().is_some_and(|l| *l <= e) {
+                continue;
+            }
+            let at = oldest.partition_point(|o| *o < e);
+            oldest.insert(at, e);
+            oldest.truncate(EXAMPLES);
+        }
+        *self.details_cache.borrow_mut() = Some((i, when.done(), oldest.clone()));
+        oldest
+    }
+
     pub fn details(&self, i: RowId) -> Option<Details> {
         let r = self.rows.get(i as usize)?;
-        let mut live: Vec<(u64, u64, u32)> = self
-            .life
-            .iter_stream(r.stream)
-            .filter(|(_, res)| res.data == i)
-            .map(|(k, res)| (res.init_ns, k.1, res.callbacks))
-            .collect();
-        live.sort_unstable();
+        let live = self.oldest_of_row(i, r.stream);
         let oldest = live.first().map(|l| l.0);
         let mut examples: Vec<Example> = live
             .iter()

@@ -44,7 +44,7 @@ mod workload;
 pub use error::TraceError;
 pub use model::*;
 pub use reader::{open, Batch, TraceReader};
-pub use writer::TraceWriter;
+pub use writer::{TraceWriter, ONCE_HORIZON};
 
 /// First bytes of every trace file.
 pub const MAGIC: [u8; 8] = *b"\x89ATRACE\n";

@@ -19,6 +19,14 @@ const BLOCK_BYTES: usize = 64 * 1024;
 /// reader's limit, and no stack or type name is legitimately this long.
 const MAX_STRING: usize = 1 << 20;
 
+/// Strings used once that one generation of [`TraceWriter::intern_once`] deduplicates.
+const ONCE_GENERATION: usize = 1 << 14;
+
+/// A string interned with [`TraceWriter::intern_once`] gets its id again only while fewer
+/// than this many other such strings were defined after it; after that, the same text gets
+/// a new id. A reader may forget such a string once this many newer ones came.
+pub const ONCE_HORIZON: u64 = 2 * ONCE_GENERATION as u64;
+
 /// Writes a trace: the header and metadata on creation, then blocks as data arrives.
 ///
 /// Events are buffered per stream and written as one block per stream when the buffer is
@@ -31,6 +39,10 @@ pub struct TraceWriter<W: Write> {
     /// Reused buffer for one framed block.
     frame: Vec<u8>,
     strings: HashMap<String, StringId>,
+    /// Strings used once each (labels, note texts), deduplicated over the last few thousand
+    /// only: the newer generation and the one before. Why not in `strings`: a service with a
+    /// distinct URL per request would grow that map by each URL for as long as it runs.
+    once: [HashMap<String, StringId>; 2],
     /// Interned strings not yet written, the first of which has id `pending_first`.
     pending: Vec<String>,
     pending_first: StringId,
@@ -62,6 +74,7 @@ impl<W: Write> TraceWriter<W> {
             out,
             frame,
             strings: HashMap::new(),
+            once: Default::default(),
             pending: Vec::new(),
             pending_first: 0,
             streams: Vec::new(),
@@ -104,8 +117,32 @@ impl<W: Write> TraceWriter<W> {
         if let Some(&id) = self.strings.get(text) {
             return id;
         }
-        let id = self.pending_first + self.pending.len() as StringId;
+        let id = self.define(text);
         self.strings.insert(text.to_owned(), id);
+        id
+    }
+
+    /// Like [`intern`](Self::intern), for a string its writer uses once: the same text gets
+    /// the same id while it is recent, and a new one (the same text again) after that (see
+    /// [`ONCE_HORIZON`]), so the writer's memory stays bounded however many distinct texts a
+    /// run makes. Why not look in the other strings: an id from there may be older than the
+    /// horizon.
+    pub fn intern_once(&mut self, text: &str) -> StringId {
+        let text = cut(text, MAX_STRING);
+        if let Some(&id) = self.once[0].get(text).or_else(|| self.once[1].get(text)) {
+            return id;
+        }
+        let id = self.define(text);
+        if self.once[0].len() >= ONCE_GENERATION {
+            self.once[1] = std::mem::take(&mut self.once[0]);
+        }
+        self.once[0].insert(text.to_owned(), id);
+        id
+    }
+
+    /// A new id for `text`, written before the next block.
+    fn define(&mut self, text: &str) -> StringId {
+        let id = self.pending_first + self.pending.len() as StringId;
         if let Some(t) = &mut self.tap {
             t.item(Item::String {
                 id,
