@@ -52,7 +52,11 @@ fn assert_v8_counts_match(fixture_name: &str) {
     let out = record(&trace, &["--promises", "v8"], fixture_name, &[]);
     assert!(out.status.success(), "record {fixture_name} failed: {}", stderr(&out));
     let info = info(&trace);
-    assert_eq!(modes_of(&info), BTreeSet::from(["v8".to_owned()]), "{fixture_name}: every thread");
+    assert_eq!(
+        modes_of(&info),
+        BTreeSet::from(["v8".to_owned()]),
+        "{fixture_name}: every thread"
+    );
     let expected = count_hook(fixture_name, &[]);
     assert_eq!(
         counts(&info["types"]),
@@ -74,13 +78,20 @@ fn v8_mode_counts_equal_the_reference_hook() {
     if skip_without_v8_mode("v8_mode_counts_equal_the_reference_hook") {
         return;
     }
-    for f in ["promises.js", "timers.js", "sockets.js", "http.js", "fs.js", "worker.js"] {
+    for f in [
+        "promises.js",
+        "timers.js",
+        "sockets.js",
+        "http.js",
+        "fs.js",
+        "worker.js",
+    ] {
         assert_v8_counts_match(f);
     }
 }
 
 #[test]
-fn auto_uses_v8_where_node_supports_it_and_either_mode_can_be_asked_for() {
+fn async_hooks_is_the_default_auto_uses_v8_where_node_supports_it_and_either_can_be_asked_for() {
     let scratch = Scratch::new("promise-modes");
     let run = |extra: &[&str]| {
         let trace = scratch.path("t.bin");
@@ -90,14 +101,22 @@ fn auto_uses_v8_where_node_supports_it_and_either_mode_can_be_asked_for() {
     };
     let one = |m: &str| BTreeSet::from([m.to_owned()]);
     assert_eq!(run(&["--promises", "async-hooks"]).0, one("async-hooks"));
+    assert_eq!(run(&[]).0, one("async-hooks"), "the default");
     if node_supports_v8_mode() {
-        assert_eq!(run(&[]).0, one("v8"), "auto");
+        assert_eq!(run(&["--promises", "auto"]).0, one("v8"), "auto");
         assert_eq!(run(&["--promises", "v8"]).0, one("v8"));
     } else {
-        assert_eq!(run(&[]).0, one("async-hooks"), "auto on a Node without trackPromises");
+        assert_eq!(
+            run(&["--promises", "auto"]).0,
+            one("async-hooks"),
+            "auto on a Node without trackPromises"
+        );
         let (modes, err) = run(&["--promises", "v8"]);
         assert_eq!(modes, one("async-hooks"), "falls back");
-        assert!(err.contains("--promises v8 needs async_hooks' trackPromises"), "says why: {err}");
+        assert!(
+            err.contains("--promises v8 needs async_hooks' trackPromises"),
+            "says why: {err}"
+        );
     }
 }
 
@@ -160,7 +179,11 @@ fn record_both(scratch: &Scratch, fixture_name: &str, env: &[(&str, &Path)]) -> 
             cmd.env(k, v);
         }
         let out = cmd.output().unwrap();
-        assert!(out.status.success(), "{fixture_name} --promises {mode}: {}", stderr(&out));
+        assert!(
+            out.status.success(),
+            "{fixture_name} --promises {mode}: {}",
+            stderr(&out)
+        );
         trace
     })
 }
@@ -173,10 +196,21 @@ fn trees_and_leaks_agree_between_the_promise_modes() {
     for f in ["promises.js", "fs.js", "http.js", "timers.js", "leaks.js"] {
         let scratch = Scratch::new("modes-agree");
         let [hooks, v8] = record_both(&scratch, f, &[]);
-        assert_eq!(tree_shape(&hooks), tree_shape(&v8), "{f}: tree (left: async-hooks, right: v8)");
-        assert_eq!(leak_rows(&hooks), leak_rows(&v8), "{f}: leaks (left: async-hooks, right: v8)");
+        assert_eq!(
+            tree_shape(&hooks),
+            tree_shape(&v8),
+            "{f}: tree (left: async-hooks, right: v8)"
+        );
+        assert_eq!(
+            leak_rows(&hooks),
+            leak_rows(&v8),
+            "{f}: leaks (left: async-hooks, right: v8)"
+        );
         let v8_leaks = report("leaks", &v8);
-        assert_eq!(v8_leaks["settled_not_collected"], 0, "{f}: settled promises ended at exit");
+        assert_eq!(
+            v8_leaks["settled_not_collected"], 0,
+            "{f}: settled promises ended at exit"
+        );
     }
 }
 
@@ -189,7 +223,8 @@ fn never_settled_promises_are_found_in_v8_mode() {
     let [_, v8] = record_both(&scratch, "leaks.js", &[]);
     let rows = leak_rows(&v8);
     assert!(
-        rows.iter().any(|r| r.contains("never-settled") && r.contains("\"PROMISE\"")),
+        rows.iter()
+            .any(|r| r.contains("never-settled") && r.contains("\"PROMISE\"")),
         "{rows:?}"
     );
 }
@@ -205,7 +240,10 @@ fn request_rows(trace: &Path) -> (BTreeSet<String>, Value) {
         .map(|q| format!("{} {} {}", q["label"], q["state"], q["status"]))
         .collect();
     labels.sort();
-    let unfinished = rows.iter().find(|q| q["state"] == "unfinished").expect("the hung request");
+    let unfinished = rows
+        .iter()
+        .find(|q| q["state"] == "unfinished")
+        .expect("the hung request");
     let waiting = serde_json::json!([unfinished["waiting"]["type"], unfinished["waiting"]["site"]]);
     (labels.into_iter().collect(), waiting)
 }
@@ -221,8 +259,17 @@ fn shop_requests_leaks_and_slow_agree_between_the_promise_modes() {
     let (a, b) = (request_rows(&hooks), request_rows(&v8));
     assert_eq!(a.0, b.0, "request rows");
     assert_eq!(a.1, b.1, "what the hung request waits for");
-    assert_eq!(a.1[1].as_str().map(|s| s.starts_with("fixtures/shop/lib/cache.js:5:")), Some(true), "{}", a.1);
-    assert_eq!(leak_rows(&hooks), leak_rows(&v8), "leaks (left: async-hooks, right: v8)");
+    assert_eq!(
+        a.1[1].as_str().map(|s| s.starts_with("fixtures/shop/lib/cache.js:5:")),
+        Some(true),
+        "{}",
+        a.1
+    );
+    assert_eq!(
+        leak_rows(&hooks),
+        leak_rows(&v8),
+        "leaks (left: async-hooks, right: v8)"
+    );
     // The 40 ms report build blocks the loop whichever the mode (what else does depends on
     // the machine).
     let report_build = |t: &Path| {
@@ -234,6 +281,9 @@ fn shop_requests_leaks_and_slow_agree_between_the_promise_modes() {
             .map(|c| format!("{} {}", c["type"], c["site"]))
             .find(|c| c.contains("fixtures/shop/lib/report-builder.js:"))
     };
-    assert!(report_build(&hooks).is_some(), "async-hooks: slow lists the report build");
+    assert!(
+        report_build(&hooks).is_some(),
+        "async-hooks: slow lists the report build"
+    );
     assert_eq!(report_build(&hooks), report_build(&v8));
 }

@@ -656,7 +656,7 @@
     // when Node's trigger is its default (the execution id).
     const PROMISE_MODE = 37;
     const PROMISE_ID_BASE = 1e12;
-    const promisesAsked = process.env.ASYNCTRACE_PROMISES || 'auto';
+    const promisesAsked = process.env.ASYNCTRACE_PROMISES || 'async-hooks';
     let promisesV8 = false;
     let currentPromise = 0;
     if (promisesAsked !== 'async-hooks') {

@@ -96,11 +96,13 @@ pub struct RecordArgs {
     /// ran inside each callback. `off` records none.
     #[arg(long, value_enum, default_value_t = Cpu::On)]
     pub cpu: Cpu,
-    /// How promises are followed: `v8` through V8's promise hooks, with async_hooks left to the
-    /// other resources (about a third of the cost; needs Node 24.21, 25.9 or 26; promise
-    /// collection is not seen); `async-hooks` as Node's async_hooks sees them; `auto` (the
-    /// default) `v8` where Node supports it. `asynctrace info` says which each thread used.
-    #[arg(long, value_enum, default_value_t = Promises::Auto)]
+    /// How promises are followed: `async-hooks` (the default) as Node's async_hooks sees
+    /// them; `v8` through V8's promise hooks, with async_hooks left to the other resources
+    /// (about half the cost on promise-heavy code; needs Node 24.21, 25.9 or 26; promise
+    /// collection is not seen; a promise-heavy burst may outrun the default ring: raise
+    /// `--ring-records`); `auto`: `v8` where Node supports it. `asynctrace info` says which
+    /// each thread used.
+    #[arg(long, value_enum, default_value_t = Promises::AsyncHooks)]
     pub promises: Promises,
     /// Microseconds between CPU samples (default 1000: see BENCHMARKS.md for the cost).
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(50..=1_000_000))]

@@ -579,7 +579,10 @@ mod tests {
         assert_eq!(letters(&evs, 5), "IBA");
         assert_eq!(letters(&evs, 6), "IBS", "its callback still runs");
         let destroys: Vec<_> = evs.iter().filter(|e| e.0 == 'D').collect();
-        assert!(evs.ends_with(&destroys.into_iter().copied().collect::<Vec<_>>()), "all at the exit");
+        assert!(
+            evs.ends_with(&destroys.into_iter().copied().collect::<Vec<_>>()),
+            "all at the exit"
+        );
     }
 
     #[test]

@@ -87,7 +87,11 @@ fn write_text(out: &mut impl Write, name: &str, s: &TraceSummary) -> std::io::Re
                 "    {label}: {} events, {} dropped, promises via {}",
                 t.events,
                 t.dropped,
-                if t.promises == "v8" { "V8's promise hooks" } else { "async_hooks" }
+                if t.promises == "v8" {
+                    "V8's promise hooks"
+                } else {
+                    "async_hooks"
+                }
             )?;
             if t.thread != 0 {
                 write!(out, ", {}", exit_text(&t.exit))?;

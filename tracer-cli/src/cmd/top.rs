@@ -275,7 +275,7 @@ fn live(args: &TopArgs) -> anyhow::Result<ExitCode> {
         staged: false,
         stacks: args.stacks,
         cpu: Cpu::Off,
-        promises: crate::cli::Promises::Auto,
+        promises: crate::cli::Promises::AsyncHooks,
         cpu_interval: 1000,
         quiet: false,
         command: args.command.clone(),

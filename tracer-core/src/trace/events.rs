@@ -87,7 +87,11 @@ impl Ranges {
     }
 
     fn decode(&self, v: u64, reference: u64) -> u64 {
-        let from = if v & 1 == 0 { reference } else { self.last[1 - range(reference)] };
+        let from = if v & 1 == 0 {
+            reference
+        } else {
+            self.last[1 - range(reference)]
+        };
         from.wrapping_add(unzigzag(v >> 1) as u64)
     }
 
@@ -338,7 +342,14 @@ mod tests {
         let payload = [0, 1, 1, KIND_INIT | (ID_VARINT << 5), 10, 0, 7, 0, 0];
         let ev = one(&payload, false);
         assert_eq!(ev.id, 5);
-        assert!(matches!(ev.kind, EventKind::Init { trigger: 1, exec: 1, .. }));
+        assert!(matches!(
+            ev.kind,
+            EventKind::Init {
+                trigger: 1,
+                exec: 1,
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -357,13 +368,22 @@ mod tests {
             exec,
             stack: None,
         };
-        let evs = [ev(p + 1, init(1, 1)), ev(20, init(19, 19)), ev(p + 2, init(p + 1, 20)), ev(21, init(20, p + 2))];
+        let evs = [
+            ev(p + 1, init(1, 1)),
+            ev(20, init(19, 19)),
+            ev(p + 2, init(p + 1, 20)),
+            ev(21, init(20, p + 2)),
+        ];
         enc.push(&evs[0]);
         enc.push(&evs[1]);
         let before = enc.len();
         enc.push(&evs[2]);
         enc.push(&evs[3]);
-        assert!(enc.len() - before <= 12, "two inits across ranges took {} bytes", enc.len() - before);
+        assert!(
+            enc.len() - before <= 12,
+            "two inits across ranges took {} bytes",
+            enc.len() - before
+        );
         let mut payload = enc.header(0);
         payload.extend_from_slice(enc.body());
         let mut out = Vec::new();
