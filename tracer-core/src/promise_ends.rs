@@ -37,10 +37,123 @@ struct LivePromise {
     idle_since: u64,
 }
 
+/// Recent promises kept by id in a window, beyond it in a map.
+const RECENT_MAX: usize = 1 << 20;
+/// A jump in ids this far ahead restarts the window.
+const GAP_MAX: u64 = 1 << 12;
+
+/// The live promises of a thread by id. The agent numbers a thread's promises one after
+/// another, so the recent ones are found by their distance to the window's first id instead
+/// of by hashing (the recorder's writer thread does this for every event, and in the v8
+/// promise mode the app makes events faster than ever); the few that outlive the window (never
+/// settled, or long running) move to a map.
+#[derive(Debug, Default)]
+struct LiveSet {
+    base: u64,
+    recent: VecDeque<Option<LivePromise>>,
+    old: FxMap<u64, LivePromise>,
+}
+
+impl LiveSet {
+    fn index(&self, id: u64) -> Option<usize> {
+        let i = id.checked_sub(self.base)?;
+        (i < self.recent.len() as u64).then_some(i as usize)
+    }
+
+    fn get_mut(&mut self, id: u64) -> Option<&mut LivePromise> {
+        match self.index(id) {
+            Some(i) => self.recent[i].as_mut(),
+            None => self.old.get_mut(&id),
+        }
+    }
+
+    fn get(&self, id: u64) -> Option<&LivePromise> {
+        match self.index(id) {
+            Some(i) => self.recent[i].as_ref(),
+            None => self.old.get(&id),
+        }
+    }
+
+    fn insert(&mut self, id: u64, p: LivePromise) {
+        if self.recent.is_empty() {
+            self.base = id;
+        }
+        if id < self.base {
+            self.old.insert(id, p);
+            return;
+        }
+        let end = self.base + self.recent.len() as u64;
+        if id >= end && id - end > GAP_MAX {
+            for (i, q) in std::mem::take(&mut self.recent).into_iter().enumerate() {
+                if let Some(q) = q {
+                    self.old.insert(self.base + i as u64, q);
+                }
+            }
+            self.base = id;
+        }
+        let i = (id - self.base) as usize;
+        if i == self.recent.len() {
+            self.recent.push_back(Some(p));
+        } else {
+            if i > self.recent.len() {
+                self.recent.resize(i + 1, None);
+            }
+            self.recent[i] = Some(p);
+        }
+        while self.recent.len() > RECENT_MAX {
+            if let Some(Some(q)) = self.recent.pop_front() {
+                self.old.insert(self.base, q);
+            }
+            self.base += 1;
+        }
+        self.trim();
+    }
+
+    fn remove(&mut self, id: u64) {
+        match self.index(id) {
+            Some(i) => {
+                self.recent[i] = None;
+                self.trim();
+            }
+            None => {
+                self.old.remove(&id);
+            }
+        }
+    }
+
+    fn trim(&mut self) {
+        while let Some(None) = self.recent.front() {
+            self.recent.pop_front();
+            self.base += 1;
+        }
+    }
+
+    /// Keeps the promises for which `keep` says so; the others are handed to `gone`, in id
+    /// order.
+    fn retain(&mut self, mut keep: impl FnMut(&LivePromise) -> bool, gone: &mut Vec<u64>) {
+        let start = gone.len();
+        self.old.retain(|&id, p| {
+            let k = keep(p);
+            if !k {
+                gone.push(id);
+            }
+            k
+        });
+        for (i, slot) in self.recent.iter_mut().enumerate() {
+            if slot.as_ref().is_some_and(|p| !keep(p)) {
+                *slot = None;
+                gone.push(self.base + i as u64);
+            }
+        }
+        self.trim();
+        gone[start..].sort_unstable();
+    }
+}
+
 /// The promises of one thread between their init and their end.
 #[derive(Debug, Default)]
 pub struct PromiseEnds {
-    live: FxMap<u64, LivePromise>,
+    live: LiveSet,
     /// (promise, event count at its use); an entry is stale once the promise was used again.
     idle: VecDeque<(u64, u64)>,
     seq: u64,
@@ -71,27 +184,25 @@ impl PromiseEnds {
                 }
             }
             EventKind::Before => {
-                if let Some(p) = self.live.get_mut(&id) {
+                if let Some(p) = self.live.get_mut(id) {
                     p.running += 1;
                     p.idle_since = BUSY;
                 }
             }
             EventKind::After => {
-                if let Some(p) = self.live.get_mut(&id) {
+                if let Some(p) = self.live.get_mut(id) {
                     p.running = p.running.saturating_sub(1);
                 }
                 self.maybe_idle(id);
             }
             EventKind::PromiseResolve { by } => {
                 self.used(by);
-                if let Some(p) = self.live.get_mut(&id) {
+                if let Some(p) = self.live.get_mut(id) {
                     p.settled = true;
                 }
                 self.maybe_idle(id);
             }
-            EventKind::Destroy => {
-                self.live.remove(&id);
-            }
+            EventKind::Destroy => self.live.remove(id),
             EventKind::Label { .. } | EventKind::Note { .. } => self.used(id),
         }
         // Ends come in bursts, down to half the window: a destroy far from its neighbours' ids
@@ -108,8 +219,8 @@ impl PromiseEnds {
                 break;
             }
             self.idle.pop_front();
-            if self.live.get(&p).is_some_and(|l| l.idle_since == at) {
-                self.live.remove(&p);
+            if self.live.get(p).is_some_and(|l| l.idle_since == at) {
+                self.live.remove(p);
                 ended.push(p);
             }
         }
@@ -118,20 +229,12 @@ impl PromiseEnds {
     /// The thread exits: every settled promise with no callback running ends now (in id
     /// order).
     pub fn exit(&mut self, ended: &mut Vec<u64>) {
-        let start = ended.len();
-        self.live.retain(|&id, p| {
-            let idle = p.idle_since != BUSY;
-            if idle {
-                ended.push(id);
-            }
-            !idle
-        });
-        ended[start..].sort_unstable();
+        self.live.retain(|p| p.idle_since == BUSY, ended);
         self.idle.clear();
     }
 
     fn maybe_idle(&mut self, id: u64) {
-        if let Some(p) = self.live.get_mut(&id) {
+        if let Some(p) = self.live.get_mut(id) {
             if p.settled && p.running == 0 {
                 p.idle_since = self.seq;
                 self.idle.push_back((id, self.seq));
@@ -143,7 +246,7 @@ impl PromiseEnds {
         if !is_promise(id) {
             return;
         }
-        if let Some(p) = self.live.get_mut(&id) {
+        if let Some(p) = self.live.get_mut(id) {
             if p.idle_since != BUSY {
                 p.idle_since = self.seq;
                 self.idle.push_back((id, self.seq));
@@ -218,5 +321,48 @@ mod tests {
         assert!(ended.is_empty());
         ends.exit(&mut ended);
         assert_eq!(ended, vec![P, P + 2]);
+    }
+}
+
+#[cfg(test)]
+mod live_set_tests {
+    use super::*;
+
+    fn p(running: u32) -> LivePromise {
+        LivePromise {
+            running,
+            settled: false,
+            idle_since: BUSY,
+        }
+    }
+
+    #[test]
+    fn promises_are_found_in_the_window_past_it_and_after_a_jump() {
+        let mut s = LiveSet::default();
+        // The first never goes: the window slides past it and it moves to the map.
+        s.insert(100, p(7));
+        for id in 101..101 + RECENT_MAX as u64 + 10 {
+            s.insert(id, p(1));
+            s.remove(id - 1 + u64::from(id == 101));
+        }
+        assert!(s.recent.len() <= RECENT_MAX);
+        assert_eq!(
+            s.get(100).map(|q| q.running),
+            Some(7),
+            "moved out of the window, still found"
+        );
+        let last = 100 + RECENT_MAX as u64 + 10;
+        assert!(s.get(last).is_some() && s.get(last - 1).is_none());
+        // A jump far ahead restarts the window; what was in it stays found.
+        s.insert(last + 10 * GAP_MAX, p(2));
+        assert_eq!(s.get(last).map(|q| q.running), Some(1));
+        assert_eq!(s.get(last + 10 * GAP_MAX).map(|q| q.running), Some(2));
+        // An id below the window goes to the map.
+        s.insert(50, p(3));
+        assert_eq!(s.get_mut(50).map(|q| q.running), Some(3));
+        let mut gone = Vec::new();
+        s.retain(|q| q.running == 7, &mut gone);
+        assert_eq!(gone, vec![50, last, last + 10 * GAP_MAX]);
+        assert!(s.get(100).is_some() && s.get(50).is_none());
     }
 }
