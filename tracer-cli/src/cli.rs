@@ -72,9 +72,10 @@ pub struct RecordArgs {
     #[arg(short, long, default_value = "trace.bin")]
     pub output: PathBuf,
     /// Ring capacity per thread, in 32-byte records (a power of two). A full ring drops and
-    /// counts records rather than slow the app down.
-    #[arg(long, default_value_t = 1 << 18, value_parser = parse_ring_records)]
-    pub ring_records: u32,
+    /// counts records rather than slow the app down. Default: 262144 (8 MiB); 1048576 (32
+    /// MiB) with `--promises v8` or `auto`, whose faster promises fill a ring in bursts.
+    #[arg(long, value_parser = parse_ring_records)]
+    pub ring_records: Option<u32>,
     /// Resolution of event times in microseconds: a native thread refreshes a clock word the
     /// agent reads, because a precise clock per event costs more than the record.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(5..=100_000))]
@@ -129,6 +130,16 @@ pub enum Promises {
     #[value(name = "async-hooks")]
     AsyncHooks,
     V8,
+}
+
+impl RecordArgs {
+    /// The ring capacity asked for, or the default for the promise mode.
+    pub fn ring_records(&self) -> u32 {
+        self.ring_records.unwrap_or(match self.promises {
+            Promises::AsyncHooks => 1 << 18,
+            Promises::V8 | Promises::Auto => 1 << 20,
+        })
+    }
 }
 
 impl Promises {
@@ -421,4 +432,32 @@ pub enum Allowed {
     Growing,
     TimerLoop,
     SlowRequest,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ring(args: &[&str]) -> u32 {
+        let cli = Cli::try_parse_from(
+            ["asynctrace", "record"]
+                .iter()
+                .chain(args)
+                .chain(&["--", "node", "a.js"]),
+        )
+        .unwrap();
+        match cli.command {
+            Command::Record(r) => r.ring_records(),
+            _ => unreachable!("parsed as record"),
+        }
+    }
+
+    #[test]
+    fn v8_promises_take_a_bigger_ring_unless_one_is_asked_for() {
+        assert_eq!(ring(&[]), 1 << 18);
+        assert_eq!(ring(&["--promises", "async-hooks"]), 1 << 18);
+        assert_eq!(ring(&["--promises", "v8"]), 1 << 20);
+        assert_eq!(ring(&["--promises", "auto"]), 1 << 20);
+        assert_eq!(ring(&["--promises", "v8", "--ring-records", "4096"]), 4096);
+    }
 }

@@ -81,7 +81,7 @@ pub fn run_with(args: RecordArgs, watch: Option<Watch>) -> anyhow::Result<ExitCo
         )
         .env("ASYNCTRACE_SESSION", session.dir())
         .env("ASYNCTRACE_ADDON", &addon)
-        .env("ASYNCTRACE_RING_RECORDS", args.ring_records.to_string())
+        .env("ASYNCTRACE_RING_RECORDS", args.ring_records().to_string())
         .env("ASYNCTRACE_CLOCK_US", args.clock_us.to_string())
         .env("ASYNCTRACE_STACKS", args.stacks.as_str())
         .env("ASYNCTRACE_PROMISES", args.promises.as_str())

@@ -269,7 +269,7 @@ fn live(args: &TopArgs) -> anyhow::Result<ExitCode> {
     let app_output = std::fs::File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
     let record = RecordArgs {
         output: args.output.clone(),
-        ring_records: args.ring_records,
+        ring_records: Some(args.ring_records),
         clock_us: 100,
         precise: false,
         staged: false,
