@@ -98,17 +98,9 @@ impl<X> Resource<X> {
         (self.stack_id != NONE).then_some(self.stack_id)
     }
 
-    pub fn set_stack(&mut self, stack: Option<StringId>) {
-        self.stack_id = stack.unwrap_or(NONE);
-    }
-
     /// The last label the agent attached (e.g. `GET /users/7`).
     pub fn label(&self) -> Option<StringId> {
         (self.label_id != NONE).then_some(self.label_id)
-    }
-
-    pub fn set_label(&mut self, label: Option<StringId>) {
-        self.label_id = label.unwrap_or(NONE);
     }
 
     /// When it was first resolved (promises).

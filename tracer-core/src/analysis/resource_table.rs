@@ -44,6 +44,12 @@ impl<X> Default for Table<X> {
     }
 }
 
+/// The id in slot `i`; a free function, so the hash table's callbacks can borrow the chunks
+/// while the table itself is borrowed mutably.
+fn id_at<X>(chunks: &[Box<[Slot<X>]>], i: u32) -> u64 {
+    chunks[(i >> CHUNK_BITS) as usize][i as usize & (CHUNK - 1)].id
+}
+
 fn hash(id: u64) -> u64 {
     let mut h = FxHasher::default();
     h.write_u64(id);
@@ -64,9 +70,7 @@ impl<X: Default> Table<X> {
     }
 
     fn find(&self, id: u64) -> Option<u32> {
-        let chunks = &self.chunks;
-        let at = |i: u32| chunks[(i >> CHUNK_BITS) as usize][i as usize & (CHUNK - 1)].id;
-        self.index.find(hash(id), |&i| at(i) == id).copied()
+        self.index.find(hash(id), |&i| id_at(&self.chunks, i) == id).copied()
     }
 
     pub(crate) fn get(&self, id: u64) -> Option<&Resource<X>> {
@@ -85,8 +89,7 @@ impl<X: Default> Table<X> {
                 let i = self.alloc();
                 self.slot_mut(i).id = id;
                 let chunks = &self.chunks;
-                let at = |i: u32| chunks[(i >> CHUNK_BITS) as usize][i as usize & (CHUNK - 1)].id;
-                self.index.insert_unique(hash(id), i, |&j| hash(at(j)));
+                self.index.insert_unique(hash(id), i, |&j| hash(id_at(chunks, j)));
                 i
             }
         };
@@ -97,8 +100,7 @@ impl<X: Default> Table<X> {
 
     pub(crate) fn remove(&mut self, id: u64) -> Option<Resource<X>> {
         let chunks = &self.chunks;
-        let at = |i: u32| chunks[(i >> CHUNK_BITS) as usize][i as usize & (CHUNK - 1)].id;
-        let i = match self.index.find_entry(hash(id), |&i| at(i) == id) {
+        let i = match self.index.find_entry(hash(id), |&i| id_at(chunks, i) == id) {
             Ok(entry) => entry.remove().0,
             Err(_) => return None,
         };
