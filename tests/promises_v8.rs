@@ -91,7 +91,7 @@ fn v8_mode_counts_equal_the_reference_hook() {
 }
 
 #[test]
-fn async_hooks_is_the_default_auto_uses_v8_where_node_supports_it_and_either_can_be_asked_for() {
+fn auto_is_the_default_it_uses_v8_where_node_supports_it_and_either_mode_can_be_asked_for() {
     let scratch = Scratch::new("promise-modes");
     let run = |extra: &[&str]| {
         let trace = scratch.path("t.bin");
@@ -101,16 +101,18 @@ fn async_hooks_is_the_default_auto_uses_v8_where_node_supports_it_and_either_can
     };
     let one = |m: &str| BTreeSet::from([m.to_owned()]);
     assert_eq!(run(&["--promises", "async-hooks"]).0, one("async-hooks"));
-    assert_eq!(run(&[]).0, one("async-hooks"), "the default");
     if node_supports_v8_mode() {
+        assert_eq!(run(&[]).0, one("v8"), "the default (auto)");
         assert_eq!(run(&["--promises", "auto"]).0, one("v8"), "auto");
         assert_eq!(run(&["--promises", "v8"]).0, one("v8"));
     } else {
+        let (modes, err) = run(&[]);
         assert_eq!(
-            run(&["--promises", "auto"]).0,
+            modes,
             one("async-hooks"),
-            "auto on a Node without trackPromises"
+            "the default (auto) on a Node without trackPromises"
         );
+        assert!(!err.contains("trackPromises"), "auto falls back quietly: {err}");
         let (modes, err) = run(&["--promises", "v8"]);
         assert_eq!(modes, one("async-hooks"), "falls back");
         assert!(
@@ -118,6 +120,32 @@ fn async_hooks_is_the_default_auto_uses_v8_where_node_supports_it_and_either_can
             "says why: {err}"
         );
     }
+}
+
+/// The ring's size in bytes, as the recorded app saw it in its session.
+fn ring_bytes(extra: &[&str]) -> u64 {
+    let scratch = Scratch::new("ring-size");
+    let trace = scratch.path("t.bin");
+    let out = record(&trace, extra, "ring-size.js", &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let line: Value = serde_json::from_slice(&out.stdout).expect("the fixture's line");
+    let sizes = line["ringBytes"].as_array().expect("ringBytes");
+    assert_eq!(sizes.len(), 1, "one ring for the main thread: {line}");
+    sizes[0].as_u64().unwrap()
+}
+
+#[test]
+fn a_thread_following_promises_through_v8_takes_the_bigger_ring_unless_one_is_asked_for() {
+    let records = |bytes: u64| bytes / 32;
+    // The header is a few records' worth at most.
+    let near = |bytes: u64, want: u64| (want..want + 1024).contains(&records(bytes));
+    let hooks = ring_bytes(&["--promises", "async-hooks"]);
+    assert!(near(hooks, 1 << 18), "async-hooks mode: {hooks} bytes");
+    let default = ring_bytes(&[]);
+    let want = if node_supports_v8_mode() { 1 << 20 } else { 1 << 18 };
+    assert!(near(default, want), "default: {default} bytes, want {want} records");
+    let asked = ring_bytes(&["--ring-records", "4096"]);
+    assert!(near(asked, 4096), "asked for 4096: {asked} bytes");
 }
 
 fn report(cmd: &str, trace: &Path) -> Value {

@@ -73,7 +73,8 @@ pub struct RecordArgs {
     pub output: PathBuf,
     /// Ring capacity per thread, in 32-byte records (a power of two). A full ring drops and
     /// counts records rather than slow the app down. Default: 262144 (8 MiB); 1048576 (32
-    /// MiB) with `--promises v8` or `auto`, whose faster promises fill a ring in bursts.
+    /// MiB) in a thread that follows promises through V8's hooks (see `--promises`), whose
+    /// faster promises fill a ring in bursts.
     #[arg(long, value_parser = parse_ring_records)]
     pub ring_records: Option<u32>,
     /// Resolution of event times in microseconds: a native thread refreshes a clock word the
@@ -97,13 +98,12 @@ pub struct RecordArgs {
     /// ran inside each callback. `off` records none.
     #[arg(long, value_enum, default_value_t = Cpu::On)]
     pub cpu: Cpu,
-    /// How promises are followed: `async-hooks` (the default) as Node's async_hooks sees
-    /// them; `v8` through V8's promise hooks, with async_hooks left to the other resources
-    /// (about half the cost on promise-heavy code; needs Node 24.21, 25.9 or 26; promise
-    /// collection is not seen; a promise-heavy burst may outrun the default ring: raise
-    /// `--ring-records`); `auto`: `v8` where Node supports it. `asynctrace info` says which
-    /// each thread used.
-    #[arg(long, value_enum, default_value_t = Promises::AsyncHooks)]
+    /// How promises are followed: `v8` through V8's promise hooks, with async_hooks left to
+    /// the other resources (about half the cost on promise-heavy code; needs Node 24.21, 25.9
+    /// or 26; promise collection is not seen); `async-hooks` as Node's async_hooks sees them;
+    /// `auto` (the default): `v8` where Node supports it. `asynctrace info` says which each
+    /// thread used.
+    #[arg(long, value_enum, default_value_t = Promises::Auto)]
     pub promises: Promises,
     /// Microseconds between CPU samples (default 1000: see BENCHMARKS.md for the cost).
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(50..=1_000_000))]
@@ -133,12 +133,11 @@ pub enum Promises {
 }
 
 impl RecordArgs {
-    /// The ring capacity asked for, or the default for the promise mode.
-    pub fn ring_records(&self) -> u32 {
-        self.ring_records.unwrap_or(match self.promises {
-            Promises::AsyncHooks => 1 << 18,
-            Promises::V8 | Promises::Auto => 1 << 20,
-        })
+    /// The ring capacity of a thread that follows promises through async_hooks (`v8: false`)
+    /// or through V8's promise hooks: the one asked for, or that mode's default. Each thread's
+    /// agent takes the one for the mode it ends up in (`auto` falls back on older Node).
+    pub fn ring_records(&self, v8: bool) -> u32 {
+        self.ring_records.unwrap_or(if v8 { 1 << 20 } else { 1 << 18 })
     }
 }
 
@@ -438,7 +437,7 @@ pub enum Allowed {
 mod tests {
     use super::*;
 
-    fn ring(args: &[&str]) -> u32 {
+    fn ring(args: &[&str]) -> (u32, u32) {
         let cli = Cli::try_parse_from(
             ["asynctrace", "record"]
                 .iter()
@@ -447,17 +446,28 @@ mod tests {
         )
         .unwrap();
         match cli.command {
-            Command::Record(r) => r.ring_records(),
+            Command::Record(r) => (r.ring_records(false), r.ring_records(true)),
             _ => unreachable!("parsed as record"),
         }
     }
 
     #[test]
     fn v8_promises_take_a_bigger_ring_unless_one_is_asked_for() {
-        assert_eq!(ring(&[]), 1 << 18);
-        assert_eq!(ring(&["--promises", "async-hooks"]), 1 << 18);
-        assert_eq!(ring(&["--promises", "v8"]), 1 << 20);
-        assert_eq!(ring(&["--promises", "auto"]), 1 << 20);
-        assert_eq!(ring(&["--promises", "v8", "--ring-records", "4096"]), 4096);
+        assert_eq!(ring(&[]), (1 << 18, 1 << 20));
+        assert_eq!(ring(&["--promises", "v8"]), (1 << 18, 1 << 20));
+        assert_eq!(ring(&["--ring-records", "4096"]), (4096, 4096));
+    }
+
+    #[test]
+    fn promises_follow_v8_where_node_can_unless_asked_otherwise() {
+        let promises = |args: &[&str]| {
+            let cli = Cli::try_parse_from(["asynctrace", "record"].iter().chain(args).chain(&["--", "node"])).unwrap();
+            match cli.command {
+                Command::Record(r) => r.promises,
+                _ => unreachable!("parsed as record"),
+            }
+        };
+        assert_eq!(promises(&[]), Promises::Auto);
+        assert_eq!(promises(&["--promises", "async-hooks"]), Promises::AsyncHooks);
     }
 }
