@@ -345,3 +345,31 @@ fn shop_requests_leaks_and_slow_agree_between_the_promise_modes() {
     );
     assert_eq!(report_build(&hooks), report_build(&v8));
 }
+
+#[test]
+fn record_counts_the_promise_ends_it_dated_in_its_summary() {
+    if skip_without_v8_mode("record_counts_the_promise_ends_it_dated_in_its_summary") {
+        return;
+    }
+    let scratch = Scratch::new("summary-ends");
+    let trace = scratch.path("t.bin");
+    let out = record(&trace, &["--promises", "v8"], "promises.js", &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    let said: u64 = err
+        .split("recorded ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no event count in the summary: {err}"));
+    let info = info(&trace);
+    let in_trace: u64 = ["init", "before", "after", "destroy", "promiseResolve"]
+        .iter()
+        .map(|k| info["events"][k].as_u64().unwrap())
+        .sum();
+    assert!(
+        info["events"]["destroy"].as_u64().unwrap() > 0,
+        "promise ends were dated: {info}"
+    );
+    assert_eq!(said, in_trace, "the summary counts what the trace holds: {err}");
+}

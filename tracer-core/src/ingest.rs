@@ -68,6 +68,8 @@ pub struct StreamDecoder {
     /// Its promises in that mode, whose destroys the recorder writes (see `promise_ends`).
     promises: PromiseEnds,
     ended: Vec<u64>,
+    /// Destroys written for promises that ended (not hook events: see `counts`).
+    ends_written: u64,
 }
 
 impl StreamDecoder {
@@ -91,12 +93,19 @@ impl StreamDecoder {
             v8_promises: false,
             promises: PromiseEnds::default(),
             ended: Vec::new(),
+            ends_written: 0,
         }
     }
 
     /// Hook events written so far.
     pub fn counts(&self) -> HookCounts {
         self.counts
+    }
+
+    /// Destroys the recorder wrote so far for promises followed through V8's hooks, which
+    /// saw no `destroy` of theirs: in the trace, not in [`counts`](Self::counts).
+    pub fn promise_ends(&self) -> u64 {
+        self.ends_written
     }
 
     /// Records skipped as malformed, and the first reason.
@@ -301,6 +310,7 @@ impl StreamDecoder {
     /// The destroys of the promises that just ended (a `PROMISES_V8` thread).
     fn write_ends<W: Write>(&mut self, out: &mut TraceWriter<W>) -> io::Result<()> {
         for id in self.ended.drain(..) {
+            self.ends_written += 1;
             out.event(&Event {
                 stream: self.stream,
                 time_ns: self.time_ns,

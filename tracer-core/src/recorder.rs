@@ -38,6 +38,8 @@ pub struct StreamSummary {
     pub thread: u32,
     pub node_version: String,
     pub counts: HookCounts,
+    /// Destroys the recorder dated for promises followed through V8's hooks.
+    pub promise_ends: u64,
     pub dropped: u64,
     pub malformed: u64,
     pub ending: Ending,
@@ -52,8 +54,9 @@ pub struct RecordSummary {
 }
 
 impl RecordSummary {
+    /// Events in the trace: the hooks' and the promise ends the recorder dated.
     pub fn events(&self) -> u64 {
-        self.streams.iter().map(|s| s.counts.total()).sum()
+        self.streams.iter().map(|s| s.counts.total() + s.promise_ends).sum()
     }
     pub fn dropped(&self) -> u64 {
         self.streams.iter().map(|s| s.dropped).sum()
@@ -390,6 +393,7 @@ fn write_loop<W: Write>(rx: Receiver<Msg>, mut out: TraceWriter<W>, start_ns: u6
                         thread: s.info.thread,
                         node_version: s.info.node_version.clone(),
                         counts,
+                        promise_ends: s.decoder.promise_ends(),
                         dropped,
                         malformed,
                         ending,
