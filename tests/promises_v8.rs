@@ -363,10 +363,7 @@ fn record_counts_the_promise_ends_it_dated_in_its_summary() {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no event count in the summary: {err}"));
     let info = info(&trace);
-    let in_trace: u64 = ["init", "before", "after", "destroy", "promiseResolve"]
-        .iter()
-        .map(|k| info["events"][k].as_u64().unwrap())
-        .sum();
+    let in_trace = total_events(&info);
     assert!(
         info["events"]["destroy"].as_u64().unwrap() > 0,
         "promise ends were dated: {info}"

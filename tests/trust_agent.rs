@@ -52,13 +52,6 @@ fn threads(info: &Value) -> Vec<&Value> {
         .collect()
 }
 
-fn total_events(info: &Value) -> u64 {
-    ["init", "before", "after", "destroy", "promiseResolve"]
-        .iter()
-        .map(|k| info["events"][k].as_u64().unwrap())
-        .sum()
-}
-
 // See: issue "Trust", item 1 (two busy workers with Docker's 64 MiB /dev/shm died of SIGBUS).
 #[test]
 fn r1_a_small_dev_shm_shrinks_rings_instead_of_killing_the_app() {

@@ -86,6 +86,14 @@ pub fn record(trace: &Path, extra: &[&str], fixture_name: &str, args: &[&str]) -
     cmd.output().expect("run asynctrace record")
 }
 
+/// The events `info` counts in a trace: the five hook kinds added up.
+pub fn total_events(info: &Value) -> u64 {
+    ["init", "before", "after", "destroy", "promiseResolve"]
+        .iter()
+        .map(|k| info["events"][k].as_u64().unwrap())
+        .sum()
+}
+
 /// `asynctrace info --format json`, parsed; panics with stderr when it fails.
 pub fn info(trace: &Path) -> Value {
     let out = Command::new(asynctrace())

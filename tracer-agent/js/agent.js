@@ -698,7 +698,7 @@
     //
     // Stampable is a derived class that returns its argument without calling super(), so no
     // object of its own is ever made: with a base class there, every stamp allocated one and
-    // threw it away (measured: about 8x the cost of the stamp itself).
+    // threw it away (a million stamps in isolation: 13-17 ns each without it, 110-300 with).
     class Unused {}
     class Stampable extends Unused {
       constructor(o) {
